@@ -1,0 +1,144 @@
+import { badMessage, SipParseError } from '../errors.ts';
+import { headerKey } from './headers.ts';
+import { SipRequest, SipResponse, type HeaderField } from './message.ts';
+
+export const DEFAULT_MAX_MESSAGE_SIZE = 65535;
+
+export interface ParseOptions {
+  /** Larger messages are refused with 513. */
+  maxSize?: number;
+  /**
+   * Stream framing already cut the message at Content-Length: a body shorter than announced cannot happen.
+   * For datagrams (the default), a short body is a 400 and bytes past Content-Length are ignored (RFC 4475 §3.1.1.8).
+   */
+  framed?: boolean;
+}
+
+const TOKEN_CHARS = new Uint8Array(128);
+for (const c of "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-.!%*_+`'~") TOKEN_CHARS[c.charCodeAt(0)] = 1;
+
+function isTokenText(s: string): boolean {
+  if (s.length === 0) return false;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c >= 128 || TOKEN_CHARS[c] === 0) return false;
+  }
+  return true;
+}
+
+/** Index just past the blank line that ends the header section, or -1. Accepts bare LF line ends. */
+export function findHeaderEnd(buf: Buffer, from = 0): number {
+  const crlf = buf.indexOf('\r\n\r\n', from, 'latin1');
+  if (crlf !== -1) return crlf + 4;
+  const lf = buf.indexOf('\n\n', from, 'latin1');
+  return lf === -1 ? -1 : lf + 2;
+}
+
+/**
+ * Parses one SIP message. Throws SipParseError (status 400, 505 or 513) and nothing else. The start line and the
+ * header fields are split here; individual header values are parsed when first read (see SipMessage).
+ */
+export function parseMessage(buf: Buffer, options: ParseOptions = {}): SipRequest | SipResponse {
+  const maxSize = options.maxSize ?? DEFAULT_MAX_MESSAGE_SIZE;
+  if (buf.length > maxSize) throw new SipParseError(`Message of ${buf.length} bytes is over the ${maxSize}-byte limit`, 513, 'SIP_TOO_LARGE');
+  let start = 0;
+  // RFC 3261 §7.5: ignore CRLFs before the start line.
+  while (start < buf.length && (buf[start] === 0x0d || buf[start] === 0x0a)) start++;
+  let headerEnd = findHeaderEnd(buf, start);
+  let headText: string;
+  if (headerEnd === -1) {
+    // A message with no body may end right after its last header line.
+    headText = buf.toString('latin1', start);
+    if (!headText.endsWith('\n')) throw badMessage('Header section does not end with an empty line');
+    headerEnd = buf.length;
+  } else {
+    headText = buf.toString('latin1', start, headerEnd);
+  }
+
+  let lineEnd = headText.indexOf('\n');
+  if (lineEnd === -1) throw badMessage('No start line');
+  const firstLine = headText.charCodeAt(lineEnd - 1) === 0x0d ? headText.slice(0, lineEnd - 1) : headText.slice(0, lineEnd);
+
+  const headers: HeaderField[] = [];
+  let pos = lineEnd + 1;
+  const n = headText.length;
+  let contentLength = -1;
+  while (pos < n) {
+    lineEnd = headText.indexOf('\n', pos);
+    if (lineEnd === -1) lineEnd = n;
+    let line = headText.charCodeAt(lineEnd - 1) === 0x0d ? headText.slice(pos, lineEnd - 1) : headText.slice(pos, lineEnd);
+    pos = lineEnd + 1;
+    if (line.length === 0) break;
+    // Folded continuation lines (§7.3.1): join with a single space.
+    while (pos < n) {
+      const c = headText.charCodeAt(pos);
+      if (c !== 0x20 && c !== 0x09) break;
+      lineEnd = headText.indexOf('\n', pos);
+      if (lineEnd === -1) lineEnd = n;
+      const cont = headText.charCodeAt(lineEnd - 1) === 0x0d ? headText.slice(pos, lineEnd - 1) : headText.slice(pos, lineEnd);
+      line = line.trimEnd() + ' ' + cont.trim();
+      pos = lineEnd + 1;
+    }
+    const colon = line.indexOf(':');
+    if (colon <= 0) throw badMessage(`Header line without a name: "${line.slice(0, 40)}"`);
+    let nameEnd = colon;
+    while (nameEnd > 0 && (line.charCodeAt(nameEnd - 1) === 0x20 || line.charCodeAt(nameEnd - 1) === 0x09)) nameEnd--;
+    const name = line.slice(0, nameEnd);
+    if (!isTokenText(name)) throw badMessage(`Bad header name "${name.slice(0, 40)}"`);
+    let vs = colon + 1;
+    while (vs < line.length && (line.charCodeAt(vs) === 0x20 || line.charCodeAt(vs) === 0x09)) vs++;
+    let ve = line.length;
+    while (ve > vs && (line.charCodeAt(ve - 1) === 0x20 || line.charCodeAt(ve - 1) === 0x09)) ve--;
+    const key = headerKey(name);
+    const value = line.slice(vs, ve);
+    if (key === 'content-length') {
+      if (contentLength !== -1) throw badMessage('More than one Content-Length header');
+      if (!/^\d{1,10}$/.test(value)) throw badMessage(`Bad Content-Length "${value.slice(0, 20)}"`);
+      contentLength = Number(value);
+    }
+    headers.push({ name, key, value });
+  }
+
+  let body: Buffer;
+  const available = buf.length - headerEnd;
+  if (contentLength === -1) {
+    body = buf.subarray(headerEnd);
+  } else if (contentLength > available) {
+    throw badMessage(`Content-Length ${contentLength} is larger than the ${available}-byte body`);
+  } else {
+    body = buf.subarray(headerEnd, headerEnd + contentLength);
+  }
+
+  return parseStartLine(firstLine, headers, body);
+}
+
+function parseStartLine(line: string, headers: HeaderField[], body: Buffer): SipRequest | SipResponse {
+  if (line.startsWith('SIP/') || line.startsWith('sip/')) {
+    const sp1 = line.indexOf(' ');
+    if (sp1 === -1) throw badMessage('Bad status line');
+    checkVersion(line.slice(0, sp1));
+    const code = line.slice(sp1 + 1, sp1 + 4);
+    if (!/^[1-6]\d\d$/.test(code) || (line.length > sp1 + 4 && line.charCodeAt(sp1 + 4) !== 0x20)) {
+      throw badMessage(`Bad status code in "${line.slice(0, 40)}"`);
+    }
+    return new SipResponse(Number(code), line.slice(sp1 + 5), headers, body);
+  }
+  const sp1 = line.indexOf(' ');
+  const sp2 = line.indexOf(' ', sp1 + 1);
+  if (sp1 <= 0 || sp2 === -1 || line.indexOf(' ', sp2 + 1) !== -1 || sp2 === sp1 + 1) {
+    throw badMessage('Request line must be "Method SP Request-URI SP SIP-Version"');
+  }
+  const method = line.slice(0, sp1);
+  if (!isTokenText(method)) throw badMessage(`Bad method "${method.slice(0, 20)}"`);
+  checkVersion(line.slice(sp2 + 1));
+  const uri = line.slice(sp1 + 1, sp2);
+  if (uri.charCodeAt(0) === 0x3c) throw badMessage('Request-URI must not be enclosed in <>');
+  return new SipRequest(method, uri, headers, body);
+}
+
+function checkVersion(v: string): void {
+  if (v === 'SIP/2.0') return;
+  const m = /^SIP\/(\d+)\.(\d+)$/i.exec(v);
+  if (m === null) throw badMessage(`Bad SIP version "${v.slice(0, 20)}"`);
+  if (m[1] !== '2' || m[2] !== '0') throw new SipParseError(`SIP version ${v} is not supported`, 505, 'SIP_VERSION');
+}
