@@ -1,5 +1,6 @@
+// Maps, not object literals: a header named `constructor` or `__proto__` must not find Object.prototype members.
 /** Compact forms (RFC 3261 §7.3.3 and later RFCs) → lower-cased long names. */
-const COMPACT: Record<string, string> = {
+const COMPACT = new Map<string, string>(Object.entries({
   i: 'call-id',
   m: 'contact',
   e: 'content-encoding',
@@ -19,16 +20,16 @@ const COMPACT: Record<string, string> = {
   j: 'reject-contact',
   d: 'request-disposition',
   y: 'identity',
-};
+}));
 
-const CANONICAL: Record<string, string> = {
+const CANONICAL = new Map<string, string>(Object.entries({
   'call-id': 'Call-ID',
   cseq: 'CSeq',
   'www-authenticate': 'WWW-Authenticate',
   'mime-version': 'MIME-Version',
   'rack': 'RAck',
   'rseq': 'RSeq',
-};
+}));
 
 const keyCache = new Map<string, string>();
 
@@ -37,17 +38,21 @@ export function headerKey(name: string): string {
   let key = keyCache.get(name);
   if (key === undefined) {
     const lower = name.toLowerCase();
-    key = COMPACT[lower] ?? lower;
+    key = COMPACT.get(lower) ?? lower;
     if (keyCache.size < 1024) keyCache.set(name, key);
   }
   return key;
 }
 
 /** The usual spelling of a header name (`call-id` → `Call-ID`, `record-route` → `Record-Route`). */
+const canonicalCache = new Map<string, string>();
+
 export function canonicalName(key: string): string {
-  const known = CANONICAL[key];
+  let known = CANONICAL.get(key) ?? canonicalCache.get(key);
   if (known !== undefined) return known;
-  return key.replace(/(^|-)([a-z])/g, (_, d: string, c: string) => d + c.toUpperCase());
+  known = key.replace(/(^|-)([a-z])/g, (_, d: string, c: string) => d + c.toUpperCase());
+  if (canonicalCache.size < 1024) canonicalCache.set(key, known);
+  return known;
 }
 
 /** Headers whose value is a comma-separated list that may be split over several header fields. */

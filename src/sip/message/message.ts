@@ -1,7 +1,7 @@
 import { badMessage } from '../errors.ts';
 import { parseAddress, splitList, type Address } from './address.ts';
 import { canonicalName, headerKey, LIST_HEADERS, reasonPhrase } from './headers.ts';
-import { formatUri, parseUri, type Uri } from './uri.ts';
+import { cloneUri, formatUri, parseUri, type Uri } from './uri.ts';
 import { parseVia, type Via } from './via.ts';
 
 /**
@@ -23,9 +23,9 @@ export interface CSeq {
 
 const EMPTY = Buffer.alloc(0);
 
-const SINGLE_BITS: Record<string, number> = {
-  'call-id': 1, from: 2, to: 4, cseq: 8, 'max-forwards': 16, 'content-length': 32,
-};
+const SINGLE_BITS = new Map<string, number>([
+  ['call-id', 1], ['from', 2], ['to', 4], ['cseq', 8], ['max-forwards', 16], ['content-length', 32],
+]);
 
 export abstract class SipMessage {
   headers: HeaderField[];
@@ -228,7 +228,7 @@ export abstract class SipMessage {
     // Single-valued headers the stack reads must appear once (RFC 4475 §3.3.8, §3.3.9).
     let seen = 0;
     for (const h of this.headers) {
-      const bit = SINGLE_BITS[h.key];
+      const bit = SINGLE_BITS.get(h.key);
       if (bit === undefined) continue;
       if ((seen & bit) !== 0) throw badMessage(`More than one ${canonicalName(h.key)} header`);
       seen |= bit;
@@ -327,8 +327,9 @@ export class SipRequest extends SipMessage {
   }
 
   clone(): SipRequest {
-    const copy = new SipRequest(this.method, this.#uri ?? this.#uriText, this.headers.map((h) => ({ ...h })), this.body);
-    return copy;
+    // The text as received when there is one (a proxy forwards it byte for byte); a parsed view is never shared.
+    const uri = this.#uriText !== '' || this.#uri === undefined ? this.#uriText : cloneUri(this.#uri);
+    return new SipRequest(this.method, uri, this.headers.map((h) => ({ ...h })), this.body);
   }
 }
 
@@ -372,20 +373,20 @@ export function createResponse(req: SipRequest, status: number, reason?: string,
       case 'from':
       case 'call-id':
       case 'cseq':
-        headers.push(h);
+        headers.push({ ...h });
         break;
       case 'to':
         if (toTag !== undefined && status > 100 && req.toTag === null) {
           headers.push({ name: h.name, key: 'to', value: h.value + ';tag=' + toTag });
         } else {
-          headers.push(h);
+          headers.push({ ...h });
         }
         break;
       case 'record-route':
-        if (rr) headers.push(h);
+        if (rr) headers.push({ ...h });
         break;
       case 'timestamp':
-        if (status === 100) headers.push(h);
+        if (status === 100) headers.push({ ...h });
         break;
     }
   }

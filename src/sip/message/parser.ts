@@ -26,12 +26,24 @@ function isTokenText(s: string): boolean {
   return true;
 }
 
-/** Index just past the blank line that ends the header section, or -1. Accepts bare LF line ends. */
+/**
+ * Index just past the first blank line (the one that ends the header section), or -1. Accepts bare LF line ends,
+ * also mixed with CRLF: the blank line is the first LF followed by LF or by CR LF.
+ */
 export function findHeaderEnd(buf: Buffer, from = 0): number {
-  const crlf = buf.indexOf('\r\n\r\n', from, 'latin1');
-  if (crlf !== -1) return crlf + 4;
-  const lf = buf.indexOf('\n\n', from, 'latin1');
-  return lf === -1 ? -1 : lf + 2;
+  // "\r\n\r\n" contains "\n\r\n"; an earlier "\n\r\n" or "\n\n" is a blank line after a bare-LF line.
+  const a = buf.indexOf('\n\r\n', from, 'latin1');
+  const b = buf.indexOf('\n\n', from, 'latin1');
+  if (a === -1) return b === -1 ? -1 : b + 2;
+  return b !== -1 && b < a ? b + 2 : a + 3;
+}
+
+function trimLws(s: string, start: boolean): string {
+  let a = 0;
+  let b = s.length;
+  while (start && a < b && (s.charCodeAt(a) === 0x20 || s.charCodeAt(a) === 0x09)) a++;
+  while (b > a && (s.charCodeAt(b - 1) === 0x20 || s.charCodeAt(b - 1) === 0x09)) b--;
+  return a === 0 && b === s.length ? s : s.slice(a, b);
 }
 
 /**
@@ -76,7 +88,8 @@ export function parseMessage(buf: Buffer, options: ParseOptions = {}): SipReques
       lineEnd = headText.indexOf('\n', pos);
       if (lineEnd === -1) lineEnd = n;
       const cont = headText.charCodeAt(lineEnd - 1) === 0x0d ? headText.slice(pos, lineEnd - 1) : headText.slice(pos, lineEnd);
-      line = line.trimEnd() + ' ' + cont.trim();
+      // Only SP and HTAB are LWS: String.prototype.trim would also eat bytes such as 0xA0 (NBSP in latin1).
+      line = trimLws(line, false) + ' ' + trimLws(cont, true);
       pos = lineEnd + 1;
     }
     const colon = line.indexOf(':');

@@ -50,7 +50,7 @@ function uriError(text: string, why: string): SipParseError {
 
 /** Parses `;a=b;c` (the leading ';' already removed) into params; throws on an empty or malformed name. */
 function parseUriParams(text: string, whole: string, into: Params): void {
-  if (text.length === 0) return;
+  // callers only come here after a ';': an empty text is an empty parameter name, as in "sip:host;"
   for (const part of text.split(';')) {
     const eq = part.indexOf('=');
     const name = eq === -1 ? part : part.slice(0, eq);
@@ -169,22 +169,37 @@ export function cloneUri<T extends Uri>(uri: T): T {
   return { ...uri };
 }
 
-function unescape(s: string): string {
-  return s.includes('%') ? s.replace(/%([0-9A-Fa-f]{2})/g, (_, h: string) => String.fromCharCode(parseInt(h, 16))) : s;
+// RFC 3261 §19.1.4: characters outside RFC 2396's reserved set are equivalent to their %HH form. '%' itself is
+// kept escaped too, so that "%253B" (the text "%3B") never compares equal to "%3B" (the character ';').
+const KEEP_ESCAPED = ';/?:@&=+$,%';
+
+function normalizeEscapes(s: string): string {
+  if (!s.includes('%')) return s;
+  return s.replace(/%([0-9A-Fa-f]{2})/g, (m: string, h: string) => {
+    const c = String.fromCharCode(parseInt(h, 16));
+    return KEEP_ESCAPED.includes(c) ? m.toUpperCase() : c;
+  });
 }
 
 const DEFAULT_PARAMS = new Set(['user', 'ttl', 'method', 'maddr']);
 
+function headerSet(headers: Array<[string, string]>): string[] {
+  return headers.map(([k, v]) => normalizeEscapes(k).toLowerCase() + '=' + normalizeEscapes(v).toLowerCase()).sort();
+}
+
 /**
- * URI equality per RFC 3261 §19.1.4: scheme, user (case-sensitive, unescaped), host (case-insensitive), port
- * as written, the user/ttl/method/maddr/transport parameters when either side has them, others only when both do.
+ * URI equality per RFC 3261 §19.1.4: scheme, userinfo (case-sensitive, escapes normalised), host
+ * (case-insensitive), port as written, the user/ttl/method/maddr/transport parameters when either side has them,
+ * other parameters only when both do, and the header component (in any order) always.
  */
 export function uriEquals(a: Uri, b: Uri): boolean {
   if (a.scheme !== b.scheme) return false;
   if (isSipUri(a) && isSipUri(b)) {
-    if (unescape(a.user ?? '') !== unescape(b.user ?? '')) return false;
-    if ((a.password ?? '') !== (b.password ?? '')) return false;
-    if (a.host !== b.host || a.port !== b.port) return false;
+    if ((a.user === null) !== (b.user === null)) return false;
+    if (normalizeEscapes(a.user ?? '') !== normalizeEscapes(b.user ?? '')) return false;
+    if ((a.password === null) !== (b.password === null)) return false;
+    if (normalizeEscapes(a.password ?? '') !== normalizeEscapes(b.password ?? '')) return false;
+    if (a.host.toLowerCase() !== b.host.toLowerCase() || a.port !== b.port) return false;
     for (const name of new Set([...a.params.keys(), ...b.params.keys()])) {
       const av = a.params.get(name);
       const bv = b.params.get(name);
@@ -192,7 +207,13 @@ export function uriEquals(a: Uri, b: Uri): boolean {
         if (DEFAULT_PARAMS.has(name) || name === 'transport') return false;
         continue;
       }
-      if ((av ?? '').toLowerCase() !== (bv ?? '').toLowerCase()) return false;
+      if (normalizeEscapes(av ?? '').toLowerCase() !== normalizeEscapes(bv ?? '').toLowerCase()) return false;
+    }
+    if (a.headers.length !== b.headers.length) return false;
+    if (a.headers.length > 0) {
+      const ah = headerSet(a.headers);
+      const bh = headerSet(b.headers);
+      for (let i = 0; i < ah.length; i++) if (ah[i] !== bh[i]) return false;
     }
     return true;
   }

@@ -60,7 +60,7 @@ export function parseVia(text: string): Via {
   let rport: number | null = null;
   if (rportValue !== undefined) {
     if (rportValue === null) rport = -1;
-    else if (/^\d{1,5}$/.test(rportValue)) rport = Number(rportValue);
+    else if (/^\d{1,5}$/.test(rportValue) && Number(rportValue) <= 65535) rport = Number(rportValue);
     else throw badMessage('Bad Via rport');
   }
   const ttlValue = params.get('ttl');

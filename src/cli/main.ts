@@ -1,0 +1,159 @@
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { parseArgs } from 'node:util';
+import type { AppOptions } from '../server/app-options.ts';
+import { SipNode, type NodeApp } from '../server/node.ts';
+import { parseHostPort, type ListenAddress, type TransportProtocol } from '../sip/transport/types.ts';
+
+const USAGE = `Usage: sipfleet <command> [options]
+
+Commands:
+  node      run one SIP node
+              --app NAME|PATH       uas, proxy, or a module exporting createApp(options)
+              --listen HOST:PORT    address to listen on (repeatable; default 127.0.0.1:5060)
+              --transport T         udp, tcp or udp,tcp (default udp)
+              --route-to HOST:PORT  proxy: next hop for initial requests
+              --ring-ms N           uas: ring for N ms before answering (default 0)
+              --call-ms N           uas: hang up after N ms (default 0: never)
+              --no-record-route     proxy: do not insert Record-Route
+              --t1 MS --t2 MS --t4 MS  RFC 3261 timer values
+              --trace-sip           print every SIP message sent and received
+  help      this text
+`;
+
+/** A command-line or configuration error: names the key and what was expected. */
+export class ConfigError extends Error {
+  readonly key: string;
+  constructor(key: string, message: string) {
+    super(`${key}: ${message}`);
+    this.name = 'ConfigError';
+    this.key = key;
+  }
+}
+
+function positiveInt(key: string, value: string | undefined, fallback: number, allowZero = true): number {
+  if (value === undefined) return fallback;
+  if (!/^\d+$/.test(value) || (!allowZero && Number(value) === 0)) throw new ConfigError(key, `expected a ${allowZero ? 'non-negative' : 'positive'} integer, got "${value}"`);
+  return Number(value);
+}
+
+export function parseTransports(value: string | undefined): TransportProtocol[] {
+  const list = (value ?? 'udp').split(',').map((t) => t.trim().toLowerCase());
+  const out: TransportProtocol[] = [];
+  for (const t of list) {
+    if (t !== 'udp' && t !== 'tcp') throw new ConfigError('--transport', `expected udp, tcp or udp,tcp, got "${value}"`);
+    out.push(t.toUpperCase() as TransportProtocol);
+  }
+  return out;
+}
+
+const BUNDLED = new Set(['uas', 'proxy']);
+
+async function loadApp(spec: string, options: AppOptions): Promise<NodeApp> {
+  let mod: { createApp?: (o: AppOptions) => NodeApp };
+  if (BUNDLED.has(spec)) {
+    mod = spec === 'uas' ? await import('../../apps/uas.ts') : await import('../../apps/proxy.ts');
+  } else if (spec.includes('/') || spec.endsWith('.ts') || spec.endsWith('.js')) {
+    mod = (await import(pathToFileURL(path.resolve(spec)).href)) as typeof mod;
+  } else {
+    throw new ConfigError('--app', `unknown app "${spec}" (bundled: ${[...BUNDLED].join(', ')}; or give a path)`);
+  }
+  if (typeof mod.createApp !== 'function') throw new ConfigError('--app', `${spec} does not export createApp(options)`);
+  return mod.createApp(options);
+}
+
+async function runNode(argv: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      app: { type: 'string', default: 'uas' },
+      listen: { type: 'string', multiple: true },
+      transport: { type: 'string' },
+      'route-to': { type: 'string' },
+      'ring-ms': { type: 'string' },
+      'call-ms': { type: 'string' },
+      'no-record-route': { type: 'boolean', default: false },
+      t1: { type: 'string' },
+      t2: { type: 'string' },
+      t4: { type: 'string' },
+      'trace-sip': { type: 'boolean', default: false },
+    },
+    strict: true,
+  });
+  const protocols = parseTransports(values.transport);
+  const listen: ListenAddress[] = [];
+  for (const l of values.listen ?? ['127.0.0.1:5060']) {
+    let hp: { host: string; port: number };
+    try {
+      hp = parseHostPort(l);
+    } catch (err) {
+      throw new ConfigError('--listen', (err as Error).message);
+    }
+    for (const protocol of protocols) listen.push({ protocol, host: hp.host, port: hp.port });
+  }
+  if (values['route-to'] !== undefined) {
+    try {
+      parseHostPort(values['route-to']);
+    } catch (err) {
+      throw new ConfigError('--route-to', (err as Error).message);
+    }
+  }
+  const appOptions: AppOptions = {
+    routeTo: values['route-to'],
+    recordRoute: !values['no-record-route'],
+    ringMs: positiveInt('--ring-ms', values['ring-ms'], 0),
+    callMs: positiveInt('--call-ms', values['call-ms'], 0),
+  };
+  const app = await loadApp(values.app!, appOptions);
+  const timers = {
+    t1: positiveInt('--t1', values.t1, 500, false),
+    t2: positiveInt('--t2', values.t2, 4000, false),
+    t4: positiveInt('--t4', values.t4, 5000, false),
+  };
+  const node = await SipNode.start({ listen, app, timers });
+  if (values['trace-sip']) {
+    node.stack.transport.tap = (dir, data, peer) => {
+      process.stderr.write(`${dir === 'in' ? '<<<' : '>>>'} ${peer.protocol} ${peer.host}:${peer.port}\n${data.toString('latin1')}\n`);
+    };
+  }
+  const where = node.stack.transport.listening.map((l) => `${l.protocol.toLowerCase()}:${l.host}:${l.port}`).join(' ');
+  process.stdout.write(`sipfleet node (${app.name}) listening on ${where}\n`);
+  await new Promise<void>((resolve) => {
+    const stop = (): void => resolve();
+    process.once('SIGTERM', stop);
+    process.once('SIGINT', stop);
+  });
+  await node.close();
+  return 0;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  try {
+    switch (command) {
+      case 'node':
+        return await runNode(rest);
+      case undefined:
+      case 'help':
+      case '--help':
+      case '-h':
+        process.stdout.write(USAGE);
+        return command === undefined ? 1 : 0;
+      default:
+        process.stderr.write(`sipfleet: unknown command "${command}"\n\n${USAGE}`);
+        return 1;
+    }
+  } catch (err) {
+    if (err instanceof ConfigError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
+      process.stderr.write(`sipfleet: ${(err as Error).message}\n`);
+      return 2;
+    }
+    process.stderr.write(`sipfleet: ${(err as Error).message}\n`);
+    return 1;
+  }
+}
+
+// Run directly (node --import tsx src/cli/main.ts …) as well as through bin/sipfleet.js.
+if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(path.resolve(process.argv[1])).href) {
+  main(process.argv.slice(2)).then((code) => { process.exitCode = code; });
+}

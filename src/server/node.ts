@@ -1,0 +1,82 @@
+import { SipStack, type StackOptions } from '../sip/stack.ts';
+import type { SipRequest, SipResponse } from '../sip/message/message.ts';
+import type { ServerTransaction } from '../sip/transaction/server.ts';
+import type { TransactionUser } from '../sip/transaction/layer.ts';
+import type { Source } from '../sip/transport/types.ts';
+
+/**
+ * What a node runs. This is the node's internal contract, which the bundled apps implement directly; the
+ * SIP Servlets–style application API is built on top of it.
+ */
+export interface NodeApp {
+  readonly name: string;
+  /** Called once the node's stack is listening. */
+  start?(node: SipNode): void | Promise<void>;
+  /** A request that passed the node's checks. `tx` is null for an ACK that matched no transaction. */
+  onRequest(req: SipRequest, tx: ServerTransaction | null, source: Source): void;
+  /** A response that matched no client transaction (e.g. a 2xx retransmitted after its transaction ended). */
+  onStrayResponse?(res: SipResponse, source: Source): void;
+  stop?(): void | Promise<void>;
+}
+
+export interface NodeOptions extends StackOptions {
+  app: NodeApp;
+}
+
+const ALLOWED_SCHEMES = new Set(['sip', 'sips', 'tel']);
+
+/**
+ * A SIP node: a stack and the app it serves. It answers what no app should have to: unsupported URI schemes (416,
+ * RFC 4475 §3.3.2) and requests its handler throws on (500 with the reason), so a bug never drops a transaction.
+ */
+export class SipNode implements TransactionUser {
+  readonly stack: SipStack;
+  readonly app: NodeApp;
+
+  private constructor(stack: SipStack, app: NodeApp) {
+    this.stack = stack;
+    this.app = app;
+  }
+
+  static async start(options: NodeOptions): Promise<SipNode> {
+    const stack = await SipStack.start(options);
+    const node = new SipNode(stack, options.app);
+    stack.transactions.setUser(node);
+    try {
+      await options.app.start?.(node);
+    } catch (err) {
+      await stack.close();
+      throw err;
+    }
+    return node;
+  }
+
+  onRequest(req: SipRequest, tx: ServerTransaction | null, source: Source): void {
+    if (tx !== null && !ALLOWED_SCHEMES.has(req.uri.scheme)) {
+      tx.reply(416);
+      return;
+    }
+    try {
+      this.app.onRequest(req, tx, source);
+    } catch (err) {
+      if (tx !== null && tx.state !== 'terminated' && (tx.lastResponse === null || tx.lastResponse.status < 200)) {
+        const status = typeof (err as { status?: unknown }).status === 'number' ? (err as { status: number }).status : 500;
+        const reason = err instanceof Error ? err.message.replace(/[\r\n]+/g, ' ').slice(0, 100) : 'Server Internal Error';
+        tx.reply(status >= 300 && status < 700 ? status : 500, reason);
+      }
+    }
+  }
+
+  onStrayResponse(res: SipResponse, source: Source): void {
+    try {
+      this.app.onStrayResponse?.(res, source);
+    } catch {
+      // A response cannot be answered; a throwing handler only loses this one.
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.app.stop?.();
+    await this.stack.close();
+  }
+}

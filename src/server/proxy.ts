@@ -1,0 +1,188 @@
+import { parseAddress } from '../sip/message/address.ts';
+import { createResponse, type SipRequest, type SipResponse } from '../sip/message/message.ts';
+import { isSipUri, type Uri } from '../sip/message/uri.ts';
+import type { ClientTransaction } from '../sip/transaction/client.ts';
+import type { ServerTransaction } from '../sip/transaction/server.ts';
+import type { SipStack } from '../sip/stack.ts';
+import { uriDestination } from '../sip/transport/transport-layer.ts';
+import type { Destination, ListenAddress, Source } from '../sip/transport/types.ts';
+import { newBranch } from '../sip/transaction/keys.ts';
+
+export interface ProxyOptions {
+  /** Insert Record-Route in dialog-creating requests so in-dialog requests come back through us (§16.6 step 4). */
+  recordRoute: boolean;
+}
+
+const DIALOG_CREATING = new Set(['INVITE', 'SUBSCRIBE', 'REFER', 'NOTIFY']);
+
+/** One proxied request: the server transaction upstream and the client transaction(s) downstream (§16.2). */
+interface ResponseContext {
+  server: ServerTransaction;
+  branches: ClientTransaction[];
+  /** Best final response so far (§16.7 step 6), forwarded once every branch has ended. */
+  best: SipResponse | null;
+  finalSent: boolean;
+}
+
+/**
+ * A transaction-stateful proxy core (RFC 3261 §16): request validation (Max-Forwards, 483), route processing
+ * with loose and strict routers (§16.4), Record-Route, forwarding in client transactions, response relaying with
+ * best-response selection (§16.7), CANCEL (§16.10), and stateless forwarding of ACK for 2xx and of stray 2xx.
+ */
+export class ProxyCore {
+  readonly #stack: SipStack;
+  readonly #options: ProxyOptions;
+  readonly #recordRoute = new Map<string, string>();
+  readonly counters = { forwarded: 0, statelessForwarded: 0, cancelled: 0, rejected: 0 };
+
+  constructor(stack: SipStack, options: ProxyOptions) {
+    this.#stack = stack;
+    this.#options = options;
+    for (const p of ['UDP', 'TCP'] as const) {
+      if (stack.transport.supports(p)) {
+        this.#recordRoute.set(p, `<sip:${stack.transport.sentBy(p)}${p === 'UDP' ? '' : ';transport=tcp'};lr>`);
+      }
+    }
+  }
+
+  /** Whether this URI names this proxy (one of its listening addresses). */
+  isLocal(uri: Uri): boolean {
+    if (!isSipUri(uri)) return false;
+    const host = uri.host.startsWith('[') ? uri.host.slice(1, -1) : uri.host;
+    const port = uri.port ?? 5060;
+    return this.#stack.transport.listening.some((l: ListenAddress) => l.port === port && l.host === host);
+  }
+
+  /**
+   * Processes a request for proxying (§16.3, §16.4). Returns false when the request was answered here (error or
+   * CANCEL/ACK handled), true when the caller should pick targets and call forward().
+   */
+  receive(req: SipRequest, tx: ServerTransaction | null): boolean {
+    const mf = req.maxForwards;
+    if (mf === 0 && req.method !== 'ACK') {
+      this.counters.rejected++;
+      tx?.reply(req.method === 'OPTIONS' ? 200 : 483);
+      return false;
+    }
+    if (tx !== null && req.has('proxy-require')) {
+      const res = createResponse(req, 420);
+      res.set('unsupported', req.getAll('proxy-require').join(', '));
+      tx.respond(res);
+      return false;
+    }
+    // §16.4: a strict router before us put our URI in the Request-URI; restore the real one from the last Route.
+    if (this.isLocal(req.uri) && req.has('route')) {
+      const routes = req.getAll('route');
+      const last = routes.pop()!;
+      req.uri = parseAddress(last, 'Route').uri;
+      req.remove('route');
+      for (const r of routes) req.append('route', r);
+    }
+    const top = req.getAll('route')[0];
+    if (top !== undefined && this.isLocal(parseAddress(top, 'Route').uri)) req.removeFirst('route');
+    if (req.method === 'CANCEL' && tx !== null) {
+      this.#cancel(req, tx);
+      return false;
+    }
+    return true;
+  }
+
+  /** Where the request goes when it has a Route left (loose routing), else null. */
+  routeDestination(req: SipRequest): Destination | null {
+    const top = req.getAll('route')[0];
+    if (top === undefined) return null;
+    return uriDestination(parseAddress(top, 'Route').uri, this.#stack.transport.defaultProtocol);
+  }
+
+  /** Forwards a request to a destination (§16.6) in a new client transaction; responses come back to `tx`. */
+  forward(req: SipRequest, tx: ServerTransaction | null, dest: Destination): void {
+    const out = req.clone();
+    out.set('max-forwards', (req.maxForwards ?? 70) - 1);
+    if (this.#options.recordRoute && req.toTag === null && DIALOG_CREATING.has(req.method)) {
+      const rr = this.#recordRoute.get(dest.protocol) ?? this.#recordRoute.values().next().value!;
+      out.prepend('record-route', rr);
+    }
+    if (tx === null) {
+      // ACK for a 2xx: end to end, forwarded statelessly (§16.11) with a branch of its own.
+      this.counters.statelessForwarded++;
+      this.#stack.transport.sendRequest(out, dest, newBranch());
+      return;
+    }
+    let ctx = tx.context as ResponseContext | null;
+    if (ctx === null) {
+      ctx = { server: tx, branches: [], best: null, finalSent: false };
+      tx.context = ctx;
+    }
+    this.counters.forwarded++;
+    const context = ctx;
+    const client = this.#stack.transactions.request(out, dest, {
+      onResponse: (res, ct) => this.#onResponse(context, res, ct),
+    });
+    ctx.branches.push(client);
+  }
+
+  #onResponse(ctx: ResponseContext, res: SipResponse, client: ClientTransaction): void {
+    const status = res.status;
+    if (status === 100) return;
+    // Our own Via comes off (a 408/503 made by the client transaction copies the request we sent, so has it too).
+    res.removeFirst('via');
+    if (res.vias.length === 0) return;
+    if (status < 200) {
+      if (!ctx.finalSent) ctx.server.respond(res);
+      return;
+    }
+    if (status < 300) {
+      // 2xx (and its retransmissions, and forked 2xx) go upstream at once (§16.7 step 5); other branches are cancelled.
+      ctx.finalSent = true;
+      ctx.server.respond(res);
+      if (ctx.server.state === 'terminated') this.#stack.transport.sendResponse(res, ctx.server.source);
+      for (const b of ctx.branches) if (b !== client) b.cancel();
+      return;
+    }
+    if (ctx.finalSent) return;
+    if (ctx.best === null || rank(status) < rank(ctx.best.status)) ctx.best = res;
+    if (ctx.branches.every((b) => b.state !== 'calling' && b.state !== 'trying' && b.state !== 'proceeding')) {
+      ctx.finalSent = true;
+      const best = ctx.best;
+      // §16.7 step 6: a 503 from downstream becomes 500 upstream (the proxy itself is not unavailable).
+      if (best.status === 503) {
+        best.status = 500;
+        best.reason = 'Server Internal Error';
+      }
+      ctx.server.respond(best);
+    }
+  }
+
+  #cancel(cancel: SipRequest, tx: ServerTransaction): void {
+    const invite = this.#stack.transactions.findInviteForCancel(cancel);
+    if (invite === undefined) {
+      tx.reply(481);
+      return;
+    }
+    tx.reply(200);
+    const ctx = invite.context as ResponseContext | null;
+    this.counters.cancelled++;
+    if (ctx === null || ctx.finalSent) return;
+    const reason = cancel.get('reason');
+    for (const b of ctx.branches) b.cancel(reason === undefined ? [] : [{ name: 'Reason', key: 'reason', value: reason }]);
+  }
+
+  /** A response matching no transaction (a 2xx retransmission after ours ended): forward it statelessly (§16.7). */
+  forwardStray(res: SipResponse, _source: Source): void {
+    const top = res.vias[0];
+    if (top === undefined) return;
+    res.removeFirst('via');
+    if (res.vias.length === 0) return;
+    this.counters.statelessForwarded++;
+    this.#stack.transport.sendResponse(res, null);
+  }
+}
+
+/** Best-response order (§16.7 step 6), lower is better: 6xx, then challenges, then the lowest class, 503 last. */
+function rank(status: number): number {
+  if (status >= 600) return 0;
+  // Authentication challenges are preferred so the caller can retry (§16.7 step 6).
+  if (status === 401 || status === 407) return 1;
+  if (status === 503) return 700;
+  return status;
+}

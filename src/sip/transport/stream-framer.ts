@@ -1,0 +1,71 @@
+import { SipParseError } from '../errors.ts';
+import { findHeaderEnd } from '../message/parser.ts';
+
+/** What the framer found in the bytes so far. */
+export type FrameEvent =
+  | { kind: 'message'; data: Buffer }
+  /** A double CRLF keep-alive ping (RFC 5626 §3.5.1): answer with a single CRLF. */
+  | { kind: 'ping' }
+  | { kind: 'error'; error: SipParseError };
+
+const CONTENT_LENGTH_RE = /\r?\n(?:content-length|l)[ \t]*:[ \t]*(\d+)[ \t]*\r?\n/i;
+
+/**
+ * Cuts a byte stream into SIP messages by Content-Length (RFC 3261 §18.3). A state machine over one growing buffer:
+ * it waits for a complete header section, reads Content-Length from it, then waits for the body. Several messages
+ * in one chunk and one message over many chunks both work. CRLFs between messages are keep-alives.
+ */
+export class StreamFramer {
+  #buf: Buffer = Buffer.alloc(0);
+  /** Total length of the message being assembled once its headers are known, else -1. */
+  #need = -1;
+  readonly maxSize: number;
+
+  constructor(maxSize: number) {
+    this.maxSize = maxSize;
+  }
+
+  push(chunk: Buffer, emit: (event: FrameEvent) => void): void {
+    this.#buf = this.#buf.length === 0 ? chunk : Buffer.concat([this.#buf, chunk]);
+    for (;;) {
+      if (this.#need === -1) {
+        // Keep-alives between messages: CRLFCRLF is a ping, a lone CRLF a pong (ignored).
+        let skip = 0;
+        while (skip < this.#buf.length && (this.#buf[skip] === 0x0d || this.#buf[skip] === 0x0a)) skip++;
+        if (skip > 0) {
+          if (skip >= 4 && this.#buf[0] === 0x0d && this.#buf[1] === 0x0a && this.#buf[2] === 0x0d && this.#buf[3] === 0x0a) {
+            emit({ kind: 'ping' });
+          }
+          this.#buf = this.#buf.subarray(skip);
+        }
+        if (this.#buf.length === 0) return;
+        const headerEnd = findHeaderEnd(this.#buf);
+        if (headerEnd === -1) {
+          if (this.#buf.length > this.maxSize) this.#fail(emit, new SipParseError('Header section over the size limit', 513, 'SIP_TOO_LARGE'));
+          return;
+        }
+        const head = this.#buf.toString('latin1', 0, headerEnd);
+        const m = CONTENT_LENGTH_RE.exec(head);
+        // A stream message must say its length (§18.3); without it, assume no body rather than wait forever.
+        const bodyLength = m === null ? 0 : Number(m[1]);
+        this.#need = headerEnd + bodyLength;
+        if (this.#need > this.maxSize) {
+          this.#fail(emit, new SipParseError(`Message of ${this.#need} bytes is over the ${this.maxSize}-byte limit`, 513, 'SIP_TOO_LARGE'));
+          return;
+        }
+      }
+      if (this.#buf.length < this.#need) return;
+      const data = this.#buf.subarray(0, this.#need);
+      this.#buf = this.#buf.subarray(this.#need);
+      this.#need = -1;
+      emit({ kind: 'message', data });
+    }
+  }
+
+  #fail(emit: (event: FrameEvent) => void, error: SipParseError): void {
+    // The stream cannot be resynchronised after a framing error: drop what we have; the owner closes.
+    this.#buf = Buffer.alloc(0);
+    this.#need = -1;
+    emit({ kind: 'error', error });
+  }
+}

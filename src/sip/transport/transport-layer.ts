@@ -1,0 +1,318 @@
+import dns from 'node:dns';
+import net from 'node:net';
+import { SipError, SipParseError } from '../errors.ts';
+import { createResponse, type SipRequest, type SipResponse } from '../message/message.ts';
+import { DEFAULT_MAX_MESSAGE_SIZE, parseMessage } from '../message/parser.ts';
+import { formatUri, isSipUri, type Uri } from '../message/uri.ts';
+import { defaultPort } from '../message/via.ts';
+import { TcpEndpoint, type TcpConnection } from './tcp.ts';
+import { formatHostPort, type Destination, type ListenAddress, type Source, type TransportProtocol } from './types.ts';
+import { UdpEndpoint } from './udp.ts';
+
+export interface TransportOptions {
+  listen: ListenAddress[];
+  maxMessageSize?: number;
+  udpRecvBufferSize?: number;
+  udpSendBufferSize?: number;
+  tcpIdleTimeoutMs?: number;
+  tcpConnectTimeoutMs?: number;
+  /** RFC 3261 §18.1.1: a request larger than this that would go over UDP goes over TCP when we listen on TCP. */
+  udpMtu?: number;
+}
+
+/** The transport layer's user: the transaction layer, or a test. */
+export interface TransportUser {
+  receiveRequest(req: SipRequest, source: Source): void;
+  receiveResponse(res: SipResponse, source: Source): void;
+}
+
+export interface TransportCounters {
+  received: number;
+  sent: number;
+  /** Messages that did not parse (dropped, or answered 400/505/513 when they were requests). */
+  malformed: number;
+  sendErrors: number;
+}
+
+type SendError = (err: Error) => void;
+
+const DNS_TTL_MS = 30_000;
+
+/**
+ * UDP and TCP listening points behind one send/receive interface. Adds received/rport on the way in (§18.2.1,
+ * RFC 3581), chooses where responses go (§18.2.2), moves large requests to TCP (§18.1.1), and answers requests
+ * that do not parse with the status their error carries. Knows nothing of transactions.
+ */
+export class TransportLayer {
+  readonly #udp: UdpEndpoint[] = [];
+  readonly #tcp: TcpEndpoint[] = [];
+  readonly #options: Required<TransportOptions>;
+  #user: TransportUser | null = null;
+  readonly #dnsCache = new Map<string, { address: string; expires: number }>();
+  readonly counters: TransportCounters = { received: 0, sent: 0, malformed: 0, sendErrors: 0 };
+  /** Observes every message in or out (for --trace-sip and tests); null when unused, to keep the hot path lean. */
+  tap: ((direction: 'in' | 'out', data: Buffer, peer: { protocol: string; host: string; port: number }) => void) | null = null;
+
+  private constructor(options: Required<TransportOptions>) {
+    this.#options = options;
+  }
+
+  static async start(options: TransportOptions): Promise<TransportLayer> {
+    const opts: Required<TransportOptions> = {
+      maxMessageSize: DEFAULT_MAX_MESSAGE_SIZE,
+      udpRecvBufferSize: 8 * 1024 * 1024,
+      udpSendBufferSize: 4 * 1024 * 1024,
+      tcpIdleTimeoutMs: 120_000,
+      tcpConnectTimeoutMs: 5_000,
+      udpMtu: 1300,
+      ...options,
+    };
+    if (opts.listen.length === 0) throw new SipError('SIP_TRANSPORT', 500, 'no listening address');
+    const layer = new TransportLayer(opts);
+    try {
+      for (const addr of opts.listen) {
+        if (addr.protocol === 'UDP') {
+          layer.#udp.push(await UdpEndpoint.listen(
+            { host: addr.host, port: addr.port, recvBufferSize: opts.udpRecvBufferSize, sendBufferSize: opts.udpSendBufferSize },
+            (data, host, port, ep) => layer.#receive(data, { protocol: 'UDP', host, port, localHost: ep.host, localPort: ep.port, connection: null }),
+            () => { layer.counters.sendErrors++; },
+          ));
+        } else {
+          layer.#tcp.push(await TcpEndpoint.listen(
+            { host: addr.host, port: addr.port, idleTimeoutMs: opts.tcpIdleTimeoutMs, maxMessageSize: opts.maxMessageSize, connectTimeoutMs: opts.tcpConnectTimeoutMs },
+            {
+              message: (data, conn) => layer.#onStreamMessage(data, conn),
+              framingError: () => { layer.counters.malformed++; },
+            },
+          ));
+        }
+      }
+    } catch (err) {
+      await layer.close();
+      throw err;
+    }
+    return layer;
+  }
+
+  setUser(user: TransportUser): void {
+    this.#user = user;
+  }
+
+  /** The addresses actually bound (port 0 resolved). */
+  get listening(): ListenAddress[] {
+    return [
+      ...this.#udp.map((u) => ({ protocol: 'UDP' as const, host: u.host, port: u.port })),
+      ...this.#tcp.map((t) => ({ protocol: 'TCP' as const, host: t.host, port: t.port })),
+    ];
+  }
+
+  supports(protocol: TransportProtocol): boolean {
+    return protocol === 'UDP' ? this.#udp.length > 0 : this.#tcp.length > 0;
+  }
+
+  /** host:port to put in a Via sent-by or Record-Route/Contact for this transport. */
+  sentBy(protocol: TransportProtocol): string {
+    const ep = protocol === 'UDP' ? this.#udp[0] : this.#tcp[0];
+    const any = ep ?? this.#udp[0] ?? this.#tcp[0]!;
+    return formatHostPort(any.host, any.port);
+  }
+
+  get defaultProtocol(): TransportProtocol {
+    return this.#udp.length > 0 ? 'UDP' : 'TCP';
+  }
+
+  // ---- receiving ----
+
+  #onStreamMessage(data: Buffer, conn: TcpConnection): void {
+    this.#receive(data, { protocol: 'TCP', host: conn.remoteHost, port: conn.remotePort, localHost: conn.localHost, localPort: conn.localPort, connection: conn });
+  }
+
+  #receive(data: Buffer, source: Source): void {
+    this.counters.received++;
+    if (this.tap !== null) this.tap('in', data, source);
+    // A lone CRLF keep-alive on UDP (RFC 5626 §3.5.1 is for streams, but phones send them on UDP too).
+    if (data.length <= 4 && data.every((b) => b === 0x0d || b === 0x0a)) return;
+    let msg: SipRequest | SipResponse;
+    try {
+      msg = parseMessage(data, { maxSize: this.#options.maxMessageSize, framed: source.protocol !== 'UDP' });
+    } catch {
+      // Not even a start line and headers: nothing to answer to.
+      this.counters.malformed++;
+      return;
+    }
+    try {
+      msg.validate();
+    } catch (err) {
+      this.counters.malformed++;
+      if (msg.isRequest && (msg as SipRequest).method !== 'ACK' && err instanceof SipParseError) this.#answerMalformed(msg as SipRequest, err, source);
+      return;
+    }
+    if (msg.isRequest) {
+      const req = msg as SipRequest;
+      this.#stampReceived(req, source);
+      this.#user?.receiveRequest(req, source);
+    } else {
+      this.#user?.receiveResponse(msg as SipResponse, source);
+    }
+  }
+
+  /** §18.2.1 and RFC 3581: note where the request really came from in its top Via. */
+  #stampReceived(req: SipRequest, source: Source): void {
+    const via = req.topVia;
+    const needReceived = via.host !== source.host && via.host !== `[${source.host}]`;
+    const needRport = via.rport === -1;
+    if (!needReceived && !needRport) return;
+    const first = req.getAll('via')[0]!;
+    let value = first;
+    if (needRport) value = value.replace(/;[ \t]*rport(?=[;, \t]|$)/i, `;rport=${source.port}`);
+    if (needReceived || needRport) {
+      if (via.received !== null) value = value.replace(/;[ \t]*received=[^;, \t]*/i, '');
+      value += `;received=${source.host}`;
+    }
+    req.replaceFirst('via', value);
+  }
+
+  /** A request we cannot process gets its error's status, sent straight back to where it came from. */
+  #answerMalformed(req: SipRequest, err: SipParseError, source: Source): void {
+    try {
+      const res = createResponse(req, err.status, undefined);
+      res.reason = `${res.reason} (${err.message.replace(/[\r\n]+/g, ' ').slice(0, 120)})`;
+      this.#sendTo(res.toBuffer(), { protocol: source.protocol, host: source.host, port: source.port }, source, undefined);
+    } catch {
+      // The headers a response needs are themselves broken: drop.
+    }
+  }
+
+  // ---- sending ----
+
+  /**
+   * Sends a request to `dest` after adding our Via (branch given). Over UDP, a request larger than the MTU
+   * threshold goes over TCP instead when we can (§18.1.1). Returns where it went and the bytes, which the client
+   * transaction keeps for retransmission.
+   */
+  sendRequest(req: SipRequest, dest: Destination, branch: string, onError?: SendError): { dest: Destination; data: Buffer } {
+    let protocol = dest.protocol;
+    if (!this.supports(protocol)) protocol = this.defaultProtocol;
+    req.prepend('via', `SIP/2.0/${protocol} ${this.sentBy(protocol)};branch=${branch};rport`);
+    let data = req.toBuffer();
+    let target: Destination = protocol === dest.protocol ? dest : { ...dest, protocol };
+    if (protocol === 'UDP' && data.length > this.#options.udpMtu && this.#tcp.length > 0) {
+      req.replaceFirst('via', `SIP/2.0/TCP ${this.sentBy('TCP')};branch=${branch};rport`);
+      const tcpData = req.toBuffer();
+      const tcpTarget: Destination = { ...dest, protocol: 'TCP' };
+      // If the peer refuses TCP, the request goes over UDP after all (§18.1.1).
+      this.send(tcpData, tcpTarget, (err) => {
+        req.replaceFirst('via', `SIP/2.0/UDP ${this.sentBy('UDP')};branch=${branch};rport`);
+        void err;
+        this.send(req.toBuffer(), target, onError);
+      });
+      return { dest: tcpTarget, data: tcpData };
+    }
+    this.send(data, target, onError);
+    return { dest: target, data };
+  }
+
+  /** Where a response to a request with this top Via goes (§18.2.2), and over what. */
+  sendResponse(res: SipResponse, source: Source | null, onError?: SendError): Buffer {
+    const data = res.toBuffer();
+    this.sendResponseData(data, res, source, onError);
+    return data;
+  }
+
+  sendResponseData(data: Buffer, res: SipResponse, source: Source | null, onError?: SendError): void {
+    const via = res.topVia;
+    const protocol: TransportProtocol = via.transport === 'UDP' ? 'UDP' : 'TCP';
+    if (source?.connection != null && !source.connection.closed) {
+      this.#sendOnConnection(data, source.connection as TcpConnection, onError);
+      return;
+    }
+    let host: string;
+    let port: number;
+    if (via.maddr !== null && protocol === 'UDP') {
+      host = via.maddr;
+      port = via.port ?? defaultPort(via.transport);
+    } else {
+      host = via.received ?? via.host;
+      port = via.rport !== null && via.rport > 0 ? via.rport : via.port ?? defaultPort(via.transport);
+    }
+    if (host.startsWith('[')) host = host.slice(1, -1);
+    this.send(data, { protocol, host, port }, onError);
+  }
+
+  /** Sends bytes to a destination: over UDP, or over the TCP connection to it (opened when needed). */
+  send(data: Buffer, dest: Destination, onError?: SendError): void {
+    if (net.isIP(dest.host) === 0) {
+      this.#lookup(dest.host).then(
+        (address) => this.#sendTo(data, { ...dest, host: address }, null, onError),
+        (err: Error) => { this.counters.sendErrors++; onError?.(err); },
+      );
+      return;
+    }
+    this.#sendTo(data, dest, null, onError);
+  }
+
+  #sendTo(data: Buffer, dest: Destination, via: Source | null, onError: SendError | undefined): void {
+    this.counters.sent++;
+    if (this.tap !== null) this.tap('out', data, dest);
+    if (dest.protocol === 'UDP') {
+      const ep = (via !== null ? this.#udp.find((u) => u.host === via.localHost && u.port === via.localPort) : undefined) ??
+        this.#udpFor(dest.host);
+      if (ep === undefined) {
+        this.#fail(onError, new SipError('SIP_TRANSPORT', 503, 'no UDP listening point'));
+        return;
+      }
+      ep.send(data, dest.host, dest.port, onError === undefined ? undefined : (err) => this.#fail(onError, err));
+      return;
+    }
+    if (via?.connection != null && !via.connection.closed) {
+      this.#sendOnConnection(data, via.connection as TcpConnection, onError);
+      return;
+    }
+    const ep = this.#tcp.find((t) => net.isIPv6(t.host) === net.isIPv6(dest.host)) ?? this.#tcp[0];
+    if (ep === undefined) {
+      this.#fail(onError, new SipError('SIP_TRANSPORT', 503, 'no TCP listening point'));
+      return;
+    }
+    this.#sendOnConnection(data, ep.connectionTo(dest.host, dest.port), onError);
+  }
+
+  #sendOnConnection(data: Buffer, conn: TcpConnection, onError: SendError | undefined): void {
+    conn.send(data, (err) => this.#fail(onError, err));
+  }
+
+  #fail(onError: SendError | undefined, err: Error): void {
+    this.counters.sendErrors++;
+    onError?.(err);
+  }
+
+  #udpFor(host: string): UdpEndpoint | undefined {
+    const v6 = net.isIPv6(host);
+    return this.#udp.find((u) => net.isIPv6(u.host) === v6) ?? this.#udp[0];
+  }
+
+  async #lookup(host: string): Promise<string> {
+    const cached = this.#dnsCache.get(host);
+    const now = Date.now();
+    if (cached !== undefined && cached.expires > now) return cached.address;
+    const { address } = await dns.promises.lookup(host);
+    this.#dnsCache.set(host, { address, expires: now + DNS_TTL_MS });
+    return address;
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([...this.#udp.map((u) => u.close()), ...this.#tcp.map((t) => t.close())]);
+  }
+}
+
+/**
+ * Where a request for this URI goes (RFC 3261 §8.1.2, RFC 3263 without NAPTR/SRV): maddr or host, the port or
+ * the scheme's default, the transport parameter (sips and ;transport=tls are carried over TCP until TLS lands).
+ */
+export function uriDestination(uri: Uri, fallback: TransportProtocol = 'UDP'): Destination {
+  if (!isSipUri(uri)) throw new SipError('SIP_BAD_URI', 416, `cannot route to ${formatUri(uri)}`);
+  const t = uri.params.get('transport')?.toLowerCase();
+  const protocol: TransportProtocol = t === 'udp' ? 'UDP' : t === 'tcp' || t === 'tls' || uri.scheme === 'sips' ? 'TCP' : fallback;
+  let host = uri.params.get('maddr') ?? uri.host;
+  if (host.startsWith('[')) host = host.slice(1, -1);
+  return { protocol, host, port: uri.port ?? (uri.scheme === 'sips' ? 5061 : 5060) };
+}
