@@ -94,7 +94,9 @@ export class DialogLayer {
   #retransmitAnswer(key: string): void {
     const p = this.#answers.get(key);
     if (p === undefined) return;
-    if (Date.now() >= p.deadline) {
+    // Over a reliable transport this timer is the 64*T1 deadline itself (a timer may fire a millisecond before
+    // Date.now() reaches the deadline, which must not turn into a 2xx retransmission).
+    if (p.tx.reliable || Date.now() >= p.deadline) {
       this.#answers.delete(key);
       this.counters.ackTimeouts++;
       p.onAckTimeout?.();

@@ -1,5 +1,5 @@
 import { SipError } from '../errors.ts';
-import { parseAddress } from '../message/address.ts';
+import { parseAddress, skipQuoted } from '../message/address.ts';
 import { SipRequest, type HeaderField, type SipResponse } from '../message/message.ts';
 import { isSipUri } from '../message/uri.ts';
 
@@ -34,13 +34,18 @@ export function dialogId(callId: string, localTag: string, remoteTag: string): s
   return callId + '|' + localTag + '|' + remoteTag;
 }
 
+/** The URI of a name-addr or addr-spec exactly as written. A '<' inside a quoted display name is not the bracket. */
+function uriTextOf(raw: string): string {
+  const value = raw.trim();
+  const lt = value.indexOf('<', value.startsWith('"') ? skipQuoted(value, 0, 'address') + 1 : 0);
+  return lt === -1 ? value.split(';')[0]!.trim() : value.slice(lt + 1, value.indexOf('>', lt));
+}
+
 function firstContact(msg: SipRequest | SipResponse): string | null {
   const c = msg.contacts()[0];
   if (c === undefined) return null;
-  const raw = msg.getAll('contact')[0]!;
   // Keep the URI exactly as written: it is the target of our in-dialog requests.
-  const lt = raw.indexOf('<');
-  return lt === -1 ? raw.split(';')[0]!.trim() : raw.slice(lt + 1, raw.indexOf('>', lt));
+  return uriTextOf(msg.getAll('contact')[0]!);
 }
 
 function addressWithTag(value: string, tag: string): string {
@@ -159,7 +164,11 @@ export class Dialog {
     const r = this.record;
     const method = res.cseq.method;
     if (res.status >= 200 && res.status < 300) {
-      if (method === 'INVITE' && r.state === 'early') r.state = 'confirmed';
+      if (method === 'INVITE' && r.state === 'early') {
+        r.state = 'confirmed';
+        // §13.2.2.4: the 2xx that confirms an early dialog sets its route set (reversed Record-Route, §12.1.2).
+        if (r.role === 'uac') r.routeSet = res.getAll('record-route').reverse();
+      }
       if ((method === 'INVITE' || method === 'UPDATE') && res.has('contact')) r.remoteTarget = firstContact(res) ?? r.remoteTarget;
     } else if (res.status >= 300 && method === 'INVITE' && r.state === 'early') {
       r.state = 'terminated';
@@ -202,9 +211,7 @@ export class Dialog {
         routes.push(...r.routeSet);
       } else {
         // Strict routing (§12.2.1.1): the first route becomes the Request-URI, the remote target the last Route.
-        const raw = r.routeSet[0]!;
-        const lt = raw.indexOf('<');
-        requestUri = lt === -1 ? raw : raw.slice(lt + 1, raw.indexOf('>', lt));
+        requestUri = uriTextOf(r.routeSet[0]!);
         routes.push(...r.routeSet.slice(1), `<${r.remoteTarget}>`);
       }
     }

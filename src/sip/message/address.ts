@@ -11,10 +11,26 @@ export interface Address {
   angle: boolean;
 }
 
-const TOKEN_RE = /^[A-Za-z0-9\-.!%*_+`'~]+$/;
+// token (RFC 3261 §25.1) and gen-value characters (token, plus ':' '[' ']' of an IPv6 host), as table lookups.
+const T_TOKEN = 1;
+const T_VALUE = 2;
+const T_LWS = 4;
+const CHAR = new Uint8Array(256);
+for (const c of "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-.!%*_+`'~") CHAR[c.charCodeAt(0)] = T_TOKEN | T_VALUE;
+for (const c of ':[]') CHAR[c.charCodeAt(0)] = T_VALUE;
+CHAR[0x20] = T_LWS;
+CHAR[0x09] = T_LWS;
+
+function allOf(s: string, start: number, end: number, mask: number): boolean {
+  for (let i = start; i < end; i++) {
+    const c = s.charCodeAt(i);
+    if (c > 255 || (CHAR[c]! & mask) === 0) return false;
+  }
+  return true;
+}
 
 export function isToken(s: string): boolean {
-  return TOKEN_RE.test(s);
+  return s.length > 0 && allOf(s, 0, s.length, T_TOKEN);
 }
 
 /** Index of the end of the quoted string that opens at `start` (the index of the closing quote). */
@@ -46,8 +62,8 @@ export function parseHeaderParams(text: string, pos: number, into: Params, what:
       if (d === 0x3d /* = */ || d === 0x3b || d === 0x20 || d === 0x09) break;
       end++;
     }
+    if (end === pos || !allOf(text, pos, end, T_TOKEN)) throw badMessage(`Bad parameter name "${text.slice(pos, end)}" in ${what}`);
     const name = text.slice(pos, end);
-    if (!TOKEN_RE.test(name)) throw badMessage(`Bad parameter name "${name}" in ${what}`);
     pos = end;
     while (text.charCodeAt(pos) === 0x20 || text.charCodeAt(pos) === 0x09) pos++;
     let value: string | null = null;
@@ -65,16 +81,23 @@ export function parseHeaderParams(text: string, pos: number, into: Params, what:
           if (d === 0x3b || d === 0x20 || d === 0x09) break;
           end++;
         }
+        if (end === pos || !allOf(text, pos, end, T_VALUE)) throw badMessage(`Bad value for parameter "${name}" in ${what}`);
         value = text.slice(pos, end);
-        if (value.length === 0 || !/^[A-Za-z0-9\-.!%*_+`'~:[\]]+$/.test(value)) {
-          throw badMessage(`Bad value for parameter "${name}" in ${what}`);
-        }
         pos = end;
       }
     }
-    into.set(name.toLowerCase(), value);
+    into.set(lowerAscii(name), value);
   }
   return pos;
+}
+
+/** toLowerCase, skipped when there is nothing to lower (the usual case for parameter names). */
+function lowerAscii(s: string): string {
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c >= 0x41 && c <= 0x5a) return s.toLowerCase();
+  }
+  return s;
 }
 
 /** Parses one name-addr / addr-spec with its parameters (no list splitting: see splitList). */
@@ -89,18 +112,18 @@ export function parseAddress(text: string, what = 'address'): Address {
   const lt = text.indexOf('<', pos);
   if (first === 0x22 /* " */) {
     const close = skipQuoted(text, pos, what);
-    displayName = text.slice(pos + 1, close).replace(/\\(.)/g, '$1');
+    displayName = text.slice(pos + 1, close);
+    if (displayName.includes('\\')) displayName = displayName.replace(/\\(.)/g, '$1');
     pos = close + 1;
     while (text.charCodeAt(pos) === 0x20 || text.charCodeAt(pos) === 0x09) pos++;
     if (text.charCodeAt(pos) !== 0x3c) throw badMessage(`Expected "<" after display name in ${what}`);
-  } else if (lt !== -1 && (text.indexOf(';', pos) === -1 || lt < text.indexOf(';', pos))) {
-    const dn = text.slice(pos, lt).trim();
-    if (dn.length > 0) {
-      // display-name = *(token LWS): RFC 4475 §3.1.2.15 (baddn) is rejected here.
-      for (const word of dn.split(/[ \t]+/)) {
-        if (!TOKEN_RE.test(word)) throw badMessage(`Display name in ${what} must be quoted: "${dn}"`);
-      }
-      displayName = dn;
+  } else if (lt !== -1 && !(text.indexOf(';', pos) < lt && text.indexOf(';', pos) !== -1)) {
+    // display-name = *(token LWS): RFC 4475 §3.1.2.15 (baddn) is rejected here.
+    let dnEnd = lt;
+    while (dnEnd > pos && (text.charCodeAt(dnEnd - 1) === 0x20 || text.charCodeAt(dnEnd - 1) === 0x09)) dnEnd--;
+    if (dnEnd > pos) {
+      if (!allOf(text, pos, dnEnd, T_TOKEN | T_LWS)) throw badMessage(`Display name in ${what} must be quoted: "${text.slice(pos, dnEnd)}"`);
+      displayName = text.slice(pos, dnEnd);
     }
     pos = lt;
   }
@@ -158,14 +181,18 @@ export function splitList(value: string, what: string): string[] {
     else if (c === 0x3c) angle = true;
     else if (c === 0x3e) angle = false;
     else if (c === 0x2c && !angle) {
-      const part = value.slice(start, i).trim();
-      if (part.length === 0) throw badMessage(`Empty element in ${what}`);
-      out.push(part);
+      out.push(element(value, start, i, what));
       start = i + 1;
     }
   }
-  const last = value.slice(start).trim();
-  if (last.length === 0) throw badMessage(`Empty element in ${what}`);
-  out.push(last);
+  out.push(element(value, start, value.length, what));
   return out;
+}
+
+/** value[start, end) without surrounding LWS (SP / HTAB only); an empty element is a 400. */
+function element(value: string, start: number, end: number, what: string): string {
+  while (start < end && (value.charCodeAt(start) === 0x20 || value.charCodeAt(start) === 0x09)) start++;
+  while (end > start && (value.charCodeAt(end - 1) === 0x20 || value.charCodeAt(end - 1) === 0x09)) end--;
+  if (start === end) throw badMessage(`Empty element in ${what}`);
+  return value.slice(start, end);
 }

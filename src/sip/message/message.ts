@@ -222,9 +222,16 @@ export abstract class SipMessage {
   validate(): void {
     if (this.vias.length === 0) throw badMessage('Missing Via header');
     void this.callId;
-    void this.from;
-    void this.to;
     void this.cseq;
+    // Requests parse From and To here (their tags pick transactions and dialogs); responses are only checked
+    // for them, since a proxy relays most responses without reading either.
+    if (this.isRequest) {
+      void this.from;
+      void this.to;
+    } else {
+      if (this.get('from') === undefined) throw badMessage('Missing From header');
+      if (this.get('to') === undefined) throw badMessage('Missing To header');
+    }
     // Single-valued headers the stack reads must appear once (RFC 4475 §3.3.8, §3.3.9).
     let seen = 0;
     for (const h of this.headers) {
@@ -352,7 +359,7 @@ export class SipResponse extends SipMessage {
   }
 
   clone(): SipResponse {
-    return new SipResponse(this.status, this.reason, this.headers.map((h) => ({ ...h })), this.body);
+    return new SipResponse(this.status, this.reason, this.headers.slice(), this.body);
   }
 }
 

@@ -8,6 +8,8 @@ export type FrameEvent =
   | { kind: 'ping' }
   | { kind: 'error'; error: SipParseError };
 
+const PING = Buffer.from('\r\n\r\n');
+
 const CONTENT_LENGTH_RE = /\r?\n(?:content-length|l)[ \t]*:[ \t]*(\d+)[ \t]*\r?\n/i;
 
 /**
@@ -29,14 +31,17 @@ export class StreamFramer {
     this.#buf = this.#buf.length === 0 ? chunk : Buffer.concat([this.#buf, chunk]);
     for (;;) {
       if (this.#need === -1) {
-        // Keep-alives between messages: CRLFCRLF is a ping, a lone CRLF a pong (ignored).
-        let skip = 0;
-        while (skip < this.#buf.length && (this.#buf[skip] === 0x0d || this.#buf[skip] === 0x0a)) skip++;
-        if (skip > 0) {
-          if (skip >= 4 && this.#buf[0] === 0x0d && this.#buf[1] === 0x0a && this.#buf[2] === 0x0d && this.#buf[3] === 0x0a) {
+        // Keep-alives between messages: CRLFCRLF is a ping, a lone CRLF a pong (ignored). TCP may cut a ping
+        // anywhere, so CR/LF bytes that could still grow into one wait for the next chunk.
+        while (this.#buf.length > 0 && (this.#buf[0] === 0x0d || this.#buf[0] === 0x0a)) {
+          if (this.#buf.length >= 4 && this.#buf.readUInt32BE(0) === 0x0d0a0d0a) {
             emit({ kind: 'ping' });
+            this.#buf = this.#buf.subarray(4);
+          } else if (this.#buf.length < 4 && PING.subarray(0, this.#buf.length).equals(this.#buf)) {
+            return;
+          } else {
+            this.#buf = this.#buf.subarray(this.#buf[0] === 0x0d && this.#buf[1] === 0x0a ? 2 : 1);
           }
-          this.#buf = this.#buf.subarray(skip);
         }
         if (this.#buf.length === 0) return;
         const headerEnd = findHeaderEnd(this.#buf);

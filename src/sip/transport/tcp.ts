@@ -158,6 +158,8 @@ export class TcpEndpoint {
     const timer = setTimeout(() => socket.destroy(new Error('connect timeout')), this.#options.connectTimeoutMs);
     socket.once('connect', () => clearTimeout(timer));
     socket.once('error', () => clearTimeout(timer));
+    // close() before the connect completes destroys the socket without an 'error': the timer must not outlive it.
+    socket.once('close', () => clearTimeout(timer));
     return this.#adopt(socket, host, port, false);
   }
 

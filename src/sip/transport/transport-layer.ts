@@ -32,6 +32,8 @@ export interface TransportCounters {
   /** Messages that did not parse (dropped, or answered 400/505/513 when they were requests). */
   malformed: number;
   sendErrors: number;
+  /** Messages whose processing above the transport threw (counted, never propagated). */
+  userErrors: number;
 }
 
 type SendError = (err: Error) => void;
@@ -49,7 +51,9 @@ export class TransportLayer {
   readonly #options: Required<TransportOptions>;
   #user: TransportUser | null = null;
   readonly #dnsCache = new Map<string, { address: string; expires: number }>();
-  readonly counters: TransportCounters = { received: 0, sent: 0, malformed: 0, sendErrors: 0 };
+  #listening: ListenAddress[] = [];
+  readonly #sentBy = new Map<TransportProtocol, string>();
+  readonly counters: TransportCounters = { received: 0, sent: 0, malformed: 0, sendErrors: 0, userErrors: 0 };
   /** Observes every message in or out (for --trace-sip and tests); null when unused, to keep the hot path lean. */
   tap: ((direction: 'in' | 'out', data: Buffer, peer: { protocol: string; host: string; port: number }) => void) | null = null;
 
@@ -91,6 +95,14 @@ export class TransportLayer {
       await layer.close();
       throw err;
     }
+    layer.#listening = [
+      ...layer.#udp.map((u) => ({ protocol: 'UDP' as const, host: u.host, port: u.port })),
+      ...layer.#tcp.map((t) => ({ protocol: 'TCP' as const, host: t.host, port: t.port })),
+    ];
+    for (const p of ['UDP', 'TCP'] as const) {
+      const ep = (p === 'UDP' ? layer.#udp[0] : layer.#tcp[0]) ?? layer.#udp[0] ?? layer.#tcp[0]!;
+      layer.#sentBy.set(p, formatHostPort(ep.host, ep.port));
+    }
     return layer;
   }
 
@@ -99,11 +111,8 @@ export class TransportLayer {
   }
 
   /** The addresses actually bound (port 0 resolved). */
-  get listening(): ListenAddress[] {
-    return [
-      ...this.#udp.map((u) => ({ protocol: 'UDP' as const, host: u.host, port: u.port })),
-      ...this.#tcp.map((t) => ({ protocol: 'TCP' as const, host: t.host, port: t.port })),
-    ];
+  get listening(): readonly ListenAddress[] {
+    return this.#listening;
   }
 
   supports(protocol: TransportProtocol): boolean {
@@ -112,9 +121,7 @@ export class TransportLayer {
 
   /** host:port to put in a Via sent-by or Record-Route/Contact for this transport. */
   sentBy(protocol: TransportProtocol): string {
-    const ep = protocol === 'UDP' ? this.#udp[0] : this.#tcp[0];
-    const any = ep ?? this.#udp[0] ?? this.#tcp[0]!;
-    return formatHostPort(any.host, any.port);
+    return this.#sentBy.get(protocol)!;
   }
 
   get defaultProtocol(): TransportProtocol {
@@ -135,9 +142,10 @@ export class TransportLayer {
     let msg: SipRequest | SipResponse;
     try {
       msg = parseMessage(data, { maxSize: this.#options.maxMessageSize, framed: source.protocol !== 'UDP' });
-    } catch {
-      // Not even a start line and headers: nothing to answer to.
+    } catch (err) {
       this.counters.malformed++;
+      // A request in another SIP version is answered 505; anything else that does not parse has nothing to answer to.
+      if (err instanceof SipParseError && err.status === 505) this.#answerOtherVersion(data, err, source);
       return;
     }
     try {
@@ -147,12 +155,19 @@ export class TransportLayer {
       if (msg.isRequest && (msg as SipRequest).method !== 'ACK' && err instanceof SipParseError) this.#answerMalformed(msg as SipRequest, err, source);
       return;
     }
-    if (msg.isRequest) {
-      const req = msg as SipRequest;
-      this.#stampReceived(req, source);
-      this.#user?.receiveRequest(req, source);
-    } else {
-      this.#user?.receiveResponse(msg as SipResponse, source);
+    try {
+      if (msg.isRequest) {
+        const req = msg as SipRequest;
+        this.#stampReceived(req, source);
+        this.#user?.receiveRequest(req, source);
+      } else {
+        this.#user?.receiveResponse(msg as SipResponse, source);
+      }
+    } catch (err) {
+      // A header read lazily above us was malformed, or a handler failed: this message is lost, the process is not.
+      this.counters.userErrors++;
+      if (err instanceof SipParseError) this.counters.malformed++;
+      if (msg.isRequest && (msg as SipRequest).method !== 'ACK' && err instanceof SipParseError) this.#answerMalformed(msg as SipRequest, err, source);
     }
   }
 
@@ -181,6 +196,30 @@ export class TransportLayer {
     } catch {
       // The headers a response needs are themselves broken: drop.
     }
+  }
+
+  /**
+   * The parser rejects a request line with another version before there is a message to answer, so parse it
+   * again as SIP/2.0 to get the headers the 505 needs.
+   */
+  #answerOtherVersion(data: Buffer, err: SipParseError, source: Source): void {
+    const text = data.toString('latin1');
+    const start = text.search(/[^\r\n]/);
+    const eol = text.indexOf('\n', start);
+    if (start === -1 || eol === -1) return;
+    const lineEnd = text.charCodeAt(eol - 1) === 0x0d ? eol - 1 : eol;
+    const sp = text.lastIndexOf(' ', lineEnd);
+    if (sp <= start || /^sip\//i.test(text.slice(start, lineEnd))) return; // a response: never answered
+    let req: SipRequest | SipResponse;
+    try {
+      req = parseMessage(Buffer.from(text.slice(0, sp + 1) + 'SIP/2.0' + text.slice(lineEnd), 'latin1'), {
+        maxSize: this.#options.maxMessageSize,
+        framed: source.protocol !== 'UDP',
+      });
+    } catch {
+      return;
+    }
+    if (req.isRequest && (req as SipRequest).method !== 'ACK') this.#answerMalformed(req as SipRequest, err, source);
   }
 
   // ---- sending ----
@@ -233,22 +272,29 @@ export class TransportLayer {
       port = via.port ?? defaultPort(via.transport);
     } else {
       host = via.received ?? via.host;
-      port = via.rport !== null && via.rport > 0 ? via.rport : via.port ?? defaultPort(via.transport);
+      // RFC 3581 §4: rport applies to unreliable transports. Over TCP it is the source port of a connection that
+      // is gone; a new connection goes to the sent-by port (§18.2.2).
+      port = protocol === 'UDP' && via.rport !== null && via.rport > 0 ? via.rport : via.port ?? defaultPort(via.transport);
     }
     if (host.startsWith('[')) host = host.slice(1, -1);
-    this.send(data, { protocol, host, port }, onError);
+    // From the listening point the request came in on: a client (or NAT) expects the answer from where it sent.
+    this.#sendFrom(data, { protocol, host, port }, source, onError);
   }
 
   /** Sends bytes to a destination: over UDP, or over the TCP connection to it (opened when needed). */
   send(data: Buffer, dest: Destination, onError?: SendError): void {
+    this.#sendFrom(data, dest, null, onError);
+  }
+
+  #sendFrom(data: Buffer, dest: Destination, via: Source | null, onError: SendError | undefined): void {
     if (net.isIP(dest.host) === 0) {
       this.#lookup(dest.host).then(
-        (address) => this.#sendTo(data, { ...dest, host: address }, null, onError),
+        (address) => this.#sendTo(data, { ...dest, host: address }, via, onError),
         (err: Error) => { this.counters.sendErrors++; onError?.(err); },
       );
       return;
     }
-    this.#sendTo(data, dest, null, onError);
+    this.#sendTo(data, dest, via, onError);
   }
 
   #sendTo(data: Buffer, dest: Destination, via: Source | null, onError: SendError | undefined): void {
@@ -261,7 +307,7 @@ export class TransportLayer {
         this.#fail(onError, new SipError('SIP_TRANSPORT', 503, 'no UDP listening point'));
         return;
       }
-      ep.send(data, dest.host, dest.port, onError === undefined ? undefined : (err) => this.#fail(onError, err));
+      if (!ep.send(data, dest.host, dest.port)) this.#fail(onError, new SipError('SIP_TRANSPORT', 503, 'UDP socket closed'));
       return;
     }
     if (via?.connection != null && !via.connection.closed) {

@@ -27,7 +27,14 @@ export class UdpEndpoint {
 
   static listen(options: UdpOptions, onDatagram: DatagramHandler, onError: (err: Error) => void): Promise<UdpEndpoint> {
     const type = net.isIPv6(options.host) ? 'udp6' : 'udp4';
-    const socket = dgram.createSocket({ type, reuseAddr: false });
+    // The transport layer only sends to IP addresses (names are resolved above it), so the lookup dgram does
+    // before every send can answer at once instead of going through dns.lookup and a nextTick.
+    const family = type === 'udp6' ? 6 : 4;
+    const socket = dgram.createSocket({
+      type,
+      reuseAddr: false,
+      lookup: (address: string, _opts: unknown, cb: (err: Error | null, address: string, family: number) => void) => cb(null, address, family),
+    } as dgram.SocketOptions);
     return new Promise((resolve, reject) => {
       const failBind = (err: Error): void => reject(new SipTransportError(`cannot bind UDP ${options.host}:${options.port}: ${err.message}`, { cause: err }));
       socket.once('error', failBind);
@@ -51,14 +58,14 @@ export class UdpEndpoint {
     return this.#socket.getRecvBufferSize();
   }
 
-  send(data: Buffer, host: string, port: number, onError?: (err: Error) => void): void {
-    if (this.#closed) {
-      onError?.(new SipTransportError('UDP socket closed'));
-      return;
-    }
-    this.#socket.send(data, port, host, onError === undefined ? undefined : (err) => {
-      if (err) onError(new SipTransportError(`UDP send to ${host}:${port} failed: ${err.message}`, { cause: err }));
-    });
+  /**
+   * Sends a datagram. No completion callback is asked for: on an unconnected UDP socket it only reports local
+   * failures, and asking for it costs a callback into JS per message. Those failures reach the 'error' handler.
+   */
+  send(data: Buffer, host: string, port: number): boolean {
+    if (this.#closed) return false;
+    this.#socket.send(data, port, host);
+    return true;
   }
 
   close(): Promise<void> {
