@@ -33,8 +33,35 @@ const CANONICAL = new Map<string, string>(Object.entries({
 
 const keyCache = new Map<string, string>();
 
+// The usual spellings, grouped by length: the parser calls headerKey with a fresh slice of the message for
+// every header field, and comparing it with a few constants is cheaper than hashing it for a Map lookup.
+const SPELLINGS: Array<Array<[string, string]>> = [];
+for (const spelled of [
+  'Via', 'From', 'To', 'Call-ID', 'Call-Id', 'CSeq', 'Contact', 'Max-Forwards', 'Content-Type', 'Content-Length',
+  'Record-Route', 'Route', 'User-Agent', 'Server', 'Allow', 'Supported', 'Require', 'Proxy-Require', 'Unsupported',
+  'Expires', 'Min-Expires', 'Subject', 'Date', 'Timestamp', 'Accept', 'Accept-Encoding', 'Accept-Language',
+  'Authorization', 'WWW-Authenticate', 'Proxy-Authorization', 'Proxy-Authenticate', 'Authentication-Info',
+  'Event', 'Allow-Events', 'Subscription-State', 'Session-Expires', 'Min-SE', 'Refer-To', 'Referred-By',
+  'P-Asserted-Identity', 'P-Preferred-Identity', 'Privacy', 'Reason', 'RSeq', 'RAck', 'Path', 'Service-Route',
+  'Content-Disposition', 'Content-Encoding', 'Content-Language', 'MIME-Version', 'Organization', 'Priority',
+  'Warning', 'Retry-After', 'Alert-Info', 'Call-Info', 'Error-Info', 'In-Reply-To', 'Reply-To', 'Identity',
+  'v', 'f', 't', 'i', 'm', 'l', 'c', 's', 'k', 'e', 'o', 'r', 'b', 'u', 'x',
+]) {
+  for (const name of new Set([spelled, spelled.toLowerCase()])) {
+    const lower = name.toLowerCase();
+    (SPELLINGS[name.length] ??= []).push([name, COMPACT.get(lower) ?? lower]);
+  }
+}
+
 /** The lower-cased long name of a header name as written (compact forms expanded). */
 export function headerKey(name: string): string {
+  const candidates = SPELLINGS[name.length];
+  if (candidates !== undefined) {
+    for (let i = 0; i < candidates.length; i++) {
+      const c = candidates[i]!;
+      if (c[0] === name) return c[1];
+    }
+  }
   let key = keyCache.get(name);
   if (key === undefined) {
     const lower = name.toLowerCase();

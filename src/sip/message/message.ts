@@ -1,5 +1,5 @@
 import { badMessage } from '../errors.ts';
-import { parseAddress, splitList, type Address } from './address.ts';
+import { isToken, parseAddress, splitList, type Address } from './address.ts';
 import { canonicalName, headerKey, LIST_HEADERS, reasonPhrase } from './headers.ts';
 import { cloneUri, formatUri, parseUri, type Uri } from './uri.ts';
 import { parseVia, type Via } from './via.ts';
@@ -22,6 +22,37 @@ export interface CSeq {
 }
 
 const EMPTY = Buffer.alloc(0);
+
+/** The value of 1 to 10 decimal digits s[start, end), or -1. */
+function digitsValue(s: string, start: number, end: number): number {
+  if (end <= start || end - start > 10) return -1;
+  let value = 0;
+  for (let i = start; i < end; i++) {
+    const c = s.charCodeAt(i);
+    if (c < 0x30 || c > 0x39) return -1;
+    value = value * 10 + (c - 0x30);
+  }
+  return value;
+}
+
+/** CSeq = 1*DIGIT LWS Method, with optional LWS around (folding already undone). */
+function parseCSeq(v: string): CSeq {
+  const n = v.length;
+  let i = 0;
+  while (i < n && (v.charCodeAt(i) === 0x20 || v.charCodeAt(i) === 0x09)) i++;
+  const ds = i;
+  while (i < n && v.charCodeAt(i) >= 0x30 && v.charCodeAt(i) <= 0x39) i++;
+  const seq = digitsValue(v, ds, i);
+  const sp = i;
+  while (i < n && (v.charCodeAt(i) === 0x20 || v.charCodeAt(i) === 0x09)) i++;
+  const ms = i;
+  while (i < n && v.charCodeAt(i) !== 0x20 && v.charCodeAt(i) !== 0x09) i++;
+  const method = v.slice(ms, i);
+  while (i < n && (v.charCodeAt(i) === 0x20 || v.charCodeAt(i) === 0x09)) i++;
+  if (seq < 0 || sp === ms || i !== n || !isToken(method)) throw badMessage('Bad CSeq header');
+  if (seq > 0x7fffffff) throw badMessage('CSeq number too large');
+  return { seq, method };
+}
 
 const SINGLE_BITS = new Map<string, number>([
   ['call-id', 1], ['from', 2], ['to', 4], ['cseq', 8], ['max-forwards', 16], ['content-length', 32],
@@ -168,11 +199,7 @@ export abstract class SipMessage {
     if (this.#cseq === undefined) {
       const v = this.get('cseq');
       if (v === undefined) throw badMessage('Missing CSeq header');
-      const m = /^[ \t]*(\d{1,10})[ \t]+([A-Za-z0-9\-.!%*_+`'~]+)[ \t]*$/.exec(v);
-      if (m === null) throw badMessage('Bad CSeq header');
-      const seq = Number(m[1]);
-      if (seq > 0x7fffffff) throw badMessage('CSeq number too large');
-      this.#cseq = { seq, method: m[2]! };
+      this.#cseq = parseCSeq(v);
     }
     return this.#cseq;
   }
@@ -324,8 +351,11 @@ export class SipRequest extends SipMessage {
     super.validate();
     if (this.cseq.method !== this.method) throw badMessage(`CSeq method ${this.cseq.method} does not match ${this.method}`);
     const mf = this.get('max-forwards');
-    if (mf !== undefined && !/^\d{1,10}$/.test(mf)) throw badMessage('Bad Max-Forwards header');
-    if (mf !== undefined && Number(mf) > 255) throw badMessage('Max-Forwards over 255');
+    if (mf !== undefined) {
+      const hops = digitsValue(mf, 0, mf.length);
+      if (hops < 0) throw badMessage('Bad Max-Forwards header');
+      if (hops > 255) throw badMessage('Max-Forwards over 255');
+    }
   }
 
   get maxForwards(): number | null {

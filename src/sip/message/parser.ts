@@ -4,6 +4,9 @@ import { SipRequest, SipResponse, type HeaderField } from './message.ts';
 
 export const DEFAULT_MAX_MESSAGE_SIZE = 65535;
 
+/** Messages up to this size are decoded whole in one go; larger ones have their header section found first. */
+const WHOLE_DECODE_LIMIT = 4096;
+
 export interface ParseOptions {
   /** Larger messages are refused with 513. */
   maxSize?: number;
@@ -18,12 +21,28 @@ const TOKEN_CHARS = new Uint8Array(128);
 for (const c of "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-.!%*_+`'~") TOKEN_CHARS[c.charCodeAt(0)] = 1;
 
 function isTokenText(s: string): boolean {
-  if (s.length === 0) return false;
-  for (let i = 0; i < s.length; i++) {
+  return isTokenRange(s, 0, s.length);
+}
+
+function isTokenRange(s: string, start: number, end: number): boolean {
+  if (end <= start) return false;
+  for (let i = start; i < end; i++) {
     const c = s.charCodeAt(i);
     if (c >= 128 || TOKEN_CHARS[c] === 0) return false;
   }
   return true;
+}
+
+/** The value of 1 to 10 decimal digits, or -1. */
+function decimal(s: string): number {
+  if (s.length === 0 || s.length > 10) return -1;
+  let value = 0;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c < 0x30 || c > 0x39) return -1;
+    value = value * 10 + (c - 0x30);
+  }
+  return value;
 }
 
 /**
@@ -56,20 +75,23 @@ export function parseMessage(buf: Buffer, options: ParseOptions = {}): SipReques
   let start = 0;
   // RFC 3261 §7.5: ignore CRLFs before the start line.
   while (start < buf.length && (buf[start] === 0x0d || buf[start] === 0x0a)) start++;
-  let headerEnd = findHeaderEnd(buf, start);
-  let headText: string;
-  if (headerEnd === -1) {
-    // A message with no body may end right after its last header line.
-    headText = buf.toString('latin1', start);
-    if (!headText.endsWith('\n')) throw badMessage('Header section does not end with an empty line');
-    headerEnd = buf.length;
+  // A usual datagram is decoded whole, and the header loop below finds the blank line (one pass, where a
+  // findHeaderEnd search first would cost two more scans of the buffer). A larger message has only its header
+  // section decoded.
+  let text: string;
+  if (buf.length - start <= WHOLE_DECODE_LIMIT) {
+    text = buf.toString('latin1', start, buf.length);
   } else {
-    headText = buf.toString('latin1', start, headerEnd);
+    const end = findHeaderEnd(buf, start);
+    text = buf.toString('latin1', start, end === -1 ? buf.length : end);
   }
 
-  let lineEnd = headText.indexOf('\n');
+  let lineEnd = text.indexOf('\n');
   if (lineEnd === -1) throw badMessage('No start line');
-  const firstLine = headText.charCodeAt(lineEnd - 1) === 0x0d ? headText.slice(0, lineEnd - 1) : headText.slice(0, lineEnd);
+  const firstLine = text.charCodeAt(lineEnd - 1) === 0x0d ? text.slice(0, lineEnd - 1) : text.slice(0, lineEnd);
+  const headText = text;
+  /** Index in buf just past the blank line, or -1 while none was seen. */
+  let headerEnd = -1;
 
   const headers: HeaderField[] = [];
   let pos = lineEnd + 1;
@@ -77,41 +99,61 @@ export function parseMessage(buf: Buffer, options: ParseOptions = {}): SipReques
   let contentLength = -1;
   while (pos < n) {
     lineEnd = headText.indexOf('\n', pos);
-    if (lineEnd === -1) lineEnd = n;
-    let line = headText.charCodeAt(lineEnd - 1) === 0x0d ? headText.slice(pos, lineEnd - 1) : headText.slice(pos, lineEnd);
+    const terminated = lineEnd !== -1;
+    if (!terminated) lineEnd = n;
+    // The field is text[ls, le): headText itself when the line is not folded (no copy of the line is made).
+    let text = headText;
+    let ls = pos;
+    let le = lineEnd > pos && headText.charCodeAt(lineEnd - 1) === 0x0d ? lineEnd - 1 : lineEnd;
     pos = lineEnd + 1;
-    if (line.length === 0) break;
-    // Folded continuation lines (§7.3.1): join with a single space.
-    while (pos < n) {
-      const c = headText.charCodeAt(pos);
-      if (c !== 0x20 && c !== 0x09) break;
-      lineEnd = headText.indexOf('\n', pos);
-      if (lineEnd === -1) lineEnd = n;
-      const cont = headText.charCodeAt(lineEnd - 1) === 0x0d ? headText.slice(pos, lineEnd - 1) : headText.slice(pos, lineEnd);
-      // Only SP and HTAB are LWS: String.prototype.trim would also eat bytes such as 0xA0 (NBSP in latin1).
-      line = trimLws(line, false) + ' ' + trimLws(cont, true);
-      pos = lineEnd + 1;
+    if (le === ls) {
+      // the blank line (it needs its LF: a lone CR at the very end is not one)
+      if (terminated) headerEnd = start + pos;
+      break;
     }
-    const colon = line.indexOf(':');
-    if (colon <= 0) throw badMessage(`Header line without a name: "${line.slice(0, 40)}"`);
+    const next = headText.charCodeAt(pos);
+    if (pos < n && (next === 0x20 || next === 0x09)) {
+      // Folded continuation lines (§7.3.1): join with a single space.
+      let line = headText.slice(ls, le);
+      while (pos < n) {
+        const c = headText.charCodeAt(pos);
+        if (c !== 0x20 && c !== 0x09) break;
+        lineEnd = headText.indexOf('\n', pos);
+        if (lineEnd === -1) lineEnd = n;
+        const cont = headText.charCodeAt(lineEnd - 1) === 0x0d ? headText.slice(pos, lineEnd - 1) : headText.slice(pos, lineEnd);
+        // Only SP and HTAB are LWS: String.prototype.trim would also eat bytes such as 0xA0 (NBSP in latin1).
+        line = trimLws(line, false) + ' ' + trimLws(cont, true);
+        pos = lineEnd + 1;
+      }
+      text = line;
+      ls = 0;
+      le = line.length;
+    }
+    const colon = text.indexOf(':', ls);
+    if (colon <= ls || colon >= le) throw badMessage(`Header line without a name: "${text.slice(ls, Math.min(le, ls + 40))}"`);
     let nameEnd = colon;
-    while (nameEnd > 0 && (line.charCodeAt(nameEnd - 1) === 0x20 || line.charCodeAt(nameEnd - 1) === 0x09)) nameEnd--;
-    const name = line.slice(0, nameEnd);
-    if (!isTokenText(name)) throw badMessage(`Bad header name "${name.slice(0, 40)}"`);
+    while (nameEnd > ls && (text.charCodeAt(nameEnd - 1) === 0x20 || text.charCodeAt(nameEnd - 1) === 0x09)) nameEnd--;
+    if (!isTokenRange(text, ls, nameEnd)) throw badMessage(`Bad header name "${text.slice(ls, Math.min(nameEnd, ls + 40))}"`);
+    const name = text.slice(ls, nameEnd);
     let vs = colon + 1;
-    while (vs < line.length && (line.charCodeAt(vs) === 0x20 || line.charCodeAt(vs) === 0x09)) vs++;
-    let ve = line.length;
-    while (ve > vs && (line.charCodeAt(ve - 1) === 0x20 || line.charCodeAt(ve - 1) === 0x09)) ve--;
+    while (vs < le && (text.charCodeAt(vs) === 0x20 || text.charCodeAt(vs) === 0x09)) vs++;
+    let ve = le;
+    while (ve > vs && (text.charCodeAt(ve - 1) === 0x20 || text.charCodeAt(ve - 1) === 0x09)) ve--;
     const key = headerKey(name);
-    const value = line.slice(vs, ve);
+    const value = text.slice(vs, ve);
     if (key === 'content-length') {
       if (contentLength !== -1) throw badMessage('More than one Content-Length header');
-      if (!/^\d{1,10}$/.test(value)) throw badMessage(`Bad Content-Length "${value.slice(0, 20)}"`);
-      contentLength = Number(value);
+      contentLength = decimal(value);
+      if (contentLength < 0) throw badMessage(`Bad Content-Length "${value.slice(0, 20)}"`);
     }
     headers.push({ name, key, value });
   }
 
+  if (headerEnd === -1) {
+    // A message with no body may end right after its last header line.
+    if (!headText.endsWith('\n')) throw badMessage('Header section does not end with an empty line');
+    headerEnd = buf.length;
+  }
   let body: Buffer;
   const available = buf.length - headerEnd;
   if (contentLength === -1) {

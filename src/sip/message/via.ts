@@ -19,13 +19,48 @@ export interface Via {
   ttl: number | null;
 }
 
-const SENT_BY_HOST_RE = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)$/;
+const SENT_PROTOCOL_RE = /^[ \t]*SIP[ \t]*\/[ \t]*2\.0[ \t]*\/[ \t]*([A-Za-z0-9\-.!%*_+`'~]+)[ \t]+/i;
+
+const V_TOKEN = 1;
+const V_HOST = 2; // A-Z a-z 0-9 . -
+const V_HEX6 = 4; // 0-9 A-F a-f : .
+const VCHAR = new Uint8Array(256);
+for (const c of "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-.!%*_+`'~") VCHAR[c.charCodeAt(0)]! |= V_TOKEN;
+for (const c of 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789.-') VCHAR[c.charCodeAt(0)]! |= V_HOST;
+for (const c of '0123456789ABCDEFabcdef:.') VCHAR[c.charCodeAt(0)]! |= V_HEX6;
+
+function allOf(s: string, start: number, end: number, mask: number): boolean {
+  for (let i = start; i < end; i++) {
+    const c = s.charCodeAt(i);
+    if (c > 255 || (VCHAR[c]! & mask) === 0) return false;
+  }
+  return true;
+}
+
+/** sent-by host: an IPv6 reference "[hex : .]" or a name / IPv4 address of alnum . - */
+function isSentByHost(s: string, start: number, end: number): boolean {
+  if (end <= start) return false;
+  if (s.charCodeAt(start) === 0x5b) return end - start >= 3 && s.charCodeAt(end - 1) === 0x5d && allOf(s, start + 1, end - 1, V_HEX6);
+  return allOf(s, start, end, V_HOST);
+}
 
 export function parseVia(text: string): Via {
   // sent-protocol: SIP / 2.0 / transport, LWS allowed around the slashes
-  const m = /^[ \t]*SIP[ \t]*\/[ \t]*2\.0[ \t]*\/[ \t]*([A-Za-z0-9\-.!%*_+`'~]+)[ \t]+/i.exec(text);
-  if (m === null) throw badMessage(`Bad Via sent-protocol in "${text.slice(0, 60)}"`);
-  let pos = m[0].length;
+  let pos: number;
+  let transport: string;
+  let t = 8;
+  while (t < text.length && text.charCodeAt(t) < 256 && (VCHAR[text.charCodeAt(t)]! & V_TOKEN) !== 0) t++;
+  if (text.startsWith('SIP/2.0/') && t > 8 && (text.charCodeAt(t) === 0x20 || text.charCodeAt(t) === 0x09)) {
+    // the usual spelling, without the regular expression
+    transport = text.slice(8, t);
+    pos = t + 1;
+    while (text.charCodeAt(pos) === 0x20 || text.charCodeAt(pos) === 0x09) pos++;
+  } else {
+    const m = SENT_PROTOCOL_RE.exec(text);
+    if (m === null) throw badMessage(`Bad Via sent-protocol in "${text.slice(0, 60)}"`);
+    transport = m[1]!;
+    pos = m[0].length;
+  }
   const n = text.length;
   let end = pos;
   if (text.charCodeAt(pos) === 0x5b) {
@@ -39,8 +74,8 @@ export function parseVia(text: string): Via {
       end++;
     }
   }
+  if (!isSentByHost(text, pos, end)) throw badMessage(`Bad Via host "${text.slice(pos, end)}"`);
   const host = text.slice(pos, end);
-  if (!SENT_BY_HOST_RE.test(host)) throw badMessage(`Bad Via host "${host}"`);
   pos = end;
   while (text.charCodeAt(pos) === 0x20 || text.charCodeAt(pos) === 0x09) pos++;
   let port: number | null = null;
@@ -72,8 +107,8 @@ export function parseVia(text: string): Via {
   const branch = params.get('branch');
   if (branch === null) throw badMessage('Via branch without a value');
   return {
-    transport: m[1]!.toUpperCase(),
-    host: host.toLowerCase(),
+    transport: upperAscii(transport),
+    host: lowerAscii(host),
     port,
     params,
     branch: branch ?? null,
@@ -86,4 +121,20 @@ export function parseVia(text: string): Via {
 
 export function defaultPort(transport: string): number {
   return transport === 'TLS' || transport === 'WSS' ? 5061 : 5060;
+}
+
+function upperAscii(s: string): string {
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c >= 0x61 && c <= 0x7a) return s.toUpperCase();
+  }
+  return s;
+}
+
+function lowerAscii(s: string): string {
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c >= 0x41 && c <= 0x5a) return s.toLowerCase();
+  }
+  return s;
 }

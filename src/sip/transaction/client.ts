@@ -73,17 +73,26 @@ export class ClientTransaction {
       this.#data = this.request.toBuffer();
       this.#ctx.transport.send(this.#data, this.dest, onError);
     } else {
-      const sent = this.#ctx.transport.sendRequest(this.request, this.dest, branch, onError);
+      const sent = this.#ctx.transport.sendRequest(this.request, this.dest, branch, onError, (dest, data) => {
+        // Moved to TCP for its size, refused, sent over UDP after all: now it needs retransmissions.
+        this.dest = dest;
+        this.#data = data;
+        this.#armRetransmit();
+      });
       this.#data = sent.data;
       this.dest = sent.dest;
     }
-    const t1 = this.#ctx.timers.t1;
-    if (!this.reliable) {
-      this.#interval = t1;
-      this.#retransmit = setTimeout(() => this.#fireRetransmit(), t1); // Timer A or E
-    }
-    this.#timeout = setTimeout(() => this.#fireTimeout(), 64 * t1); // Timer B or F
+    this.#armRetransmit();
+    this.#timeout = setTimeout(() => this.#fireTimeout(), 64 * this.#ctx.timers.t1); // Timer B or F
   }
+
+  #armRetransmit(): void {
+    const s = this.state;
+    if (this.reliable || this.#retransmit !== null || (s !== 'calling' && s !== 'trying')) return;
+    this.#interval = this.#ctx.timers.t1;
+    this.#retransmit = setTimeout(() => this.#fireRetransmit(), this.#interval); // Timer A or E
+  }
+
 
   #fireRetransmit(): void {
     this.#retransmit = null;

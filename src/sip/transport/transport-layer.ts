@@ -74,7 +74,11 @@ export class TransportLayer {
     if (opts.listen.length === 0) throw new SipError('SIP_TRANSPORT', 500, 'no listening address');
     const layer = new TransportLayer(opts);
     try {
-      for (const addr of opts.listen) {
+      // Port 0 means "any free port", but UDP and TCP on one host must share the number: a peer told to use
+      // ;transport=tcp (or a request moved to TCP for its size) goes to the port our Via and Contact give.
+      const chosen = new Map<string, number>();
+      for (const listen of opts.listen) {
+        const addr = listen.port === 0 && chosen.has(listen.host) ? { ...listen, port: chosen.get(listen.host)! } : listen;
         if (addr.protocol === 'UDP') {
           layer.#udp.push(await UdpEndpoint.listen(
             { host: addr.host, port: addr.port, recvBufferSize: opts.udpRecvBufferSize, sendBufferSize: opts.udpSendBufferSize },
@@ -90,6 +94,8 @@ export class TransportLayer {
             },
           ));
         }
+        const bound = addr.protocol === 'UDP' ? layer.#udp.at(-1)! : layer.#tcp.at(-1)!;
+        if (listen.port === 0 && !chosen.has(listen.host)) chosen.set(listen.host, bound.port);
       }
     } catch (err) {
       await layer.close();
@@ -229,7 +235,13 @@ export class TransportLayer {
    * threshold goes over TCP instead when we can (§18.1.1). Returns where it went and the bytes, which the client
    * transaction keeps for retransmission.
    */
-  sendRequest(req: SipRequest, dest: Destination, branch: string, onError?: SendError): { dest: Destination; data: Buffer } {
+  sendRequest(
+    req: SipRequest,
+    dest: Destination,
+    branch: string,
+    onError?: SendError,
+    onFallback?: (dest: Destination, data: Buffer) => void,
+  ): { dest: Destination; data: Buffer } {
     let protocol = dest.protocol;
     if (!this.supports(protocol)) protocol = this.defaultProtocol;
     req.prepend('via', `SIP/2.0/${protocol} ${this.sentBy(protocol)};branch=${branch};rport`);
@@ -239,11 +251,12 @@ export class TransportLayer {
       req.replaceFirst('via', `SIP/2.0/TCP ${this.sentBy('TCP')};branch=${branch};rport`);
       const tcpData = req.toBuffer();
       const tcpTarget: Destination = { ...dest, protocol: 'TCP' };
-      // If the peer refuses TCP, the request goes over UDP after all (§18.1.1).
-      this.send(tcpData, tcpTarget, (err) => {
+      // If the peer refuses TCP, the request goes over UDP after all (§18.1.1); the caller must then retransmit.
+      this.send(tcpData, tcpTarget, () => {
         req.replaceFirst('via', `SIP/2.0/UDP ${this.sentBy('UDP')};branch=${branch};rport`);
-        void err;
-        this.send(req.toBuffer(), target, onError);
+        data = req.toBuffer();
+        this.send(data, target, onError);
+        onFallback?.(target, data);
       });
       return { dest: tcpTarget, data: tcpData };
     }
