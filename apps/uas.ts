@@ -39,7 +39,7 @@ export function createApp(options: AppOptions = {}): NodeApp {
 
   function answer(req: SipRequest, tx: ServerTransaction, dialog: Dialog): void {
     ringing.delete(tx);
-    if (tx.state === 'terminated' || (tx.lastResponse !== null && tx.lastResponse.status >= 200)) return;
+    if (tx.state === 'terminated' || tx.lastStatus >= 200) return;
     const ok = createResponse(req, 200, undefined, dialog.record.localTag);
     ok.set('contact', contact);
     ok.set('content-type', 'application/sdp');

@@ -59,7 +59,7 @@ export class SipNode implements TransactionUser {
     try {
       this.app.onRequest(req, tx, source);
     } catch (err) {
-      if (tx !== null && tx.state !== 'terminated' && (tx.lastResponse === null || tx.lastResponse.status < 200)) {
+      if (tx !== null && tx.state !== 'terminated' && tx.lastStatus < 200) {
         const status = typeof (err as { status?: unknown }).status === 'number' ? (err as { status: number }).status : 500;
         const reason = err instanceof Error ? err.message.replace(/[\r\n]+/g, ' ').slice(0, 100) : 'Server Internal Error';
         tx.reply(status >= 300 && status < 700 ? status : 500, reason);

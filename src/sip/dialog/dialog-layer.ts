@@ -10,7 +10,7 @@ import { Dialog } from './dialog.ts';
 
 interface PendingAnswer {
   data: Buffer;
-  res: SipResponse;
+  dest: Destination;
   tx: ServerTransaction;
   timer: NodeJS.Timeout;
   interval: number;
@@ -77,10 +77,9 @@ export class DialogLayer {
     dialog.confirm();
     const { t1 } = this.transactions.timers;
     const key = dialog.id + '|' + res.cseq.seq;
-    const data = res.toBuffer();
     const pending: PendingAnswer = {
-      data,
-      res,
+      data: res.toBuffer(),
+      dest: this.transactions.transport.responseDestination(res),
       tx,
       interval: t1,
       deadline: Date.now() + 64 * t1,
@@ -103,7 +102,7 @@ export class DialogLayer {
       return;
     }
     this.counters.answerRetransmissions++;
-    this.transactions.transport.sendResponseData(p.data, p.res, p.tx.source);
+    this.transactions.transport.sendResponseData(p.data, p.dest, p.tx.source);
     p.interval = Math.min(p.interval * 2, this.transactions.timers.t2);
     p.timer = setTimeout(() => this.#retransmitAnswer(key), Math.min(p.interval, Math.max(1, p.deadline - Date.now())));
   }

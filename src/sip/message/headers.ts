@@ -53,8 +53,8 @@ for (const spelled of [
   }
 }
 
-/** The lower-cased long name of a header name as written (compact forms expanded). */
-export function headerKey(name: string): string {
+/** The key of a header name spelled in one of the usual ways (`Via`, `via`, `v`, `Call-ID`...), else undefined. */
+export function knownHeaderKey(name: string): string | undefined {
   const candidates = SPELLINGS[name.length];
   if (candidates !== undefined) {
     for (let i = 0; i < candidates.length; i++) {
@@ -62,6 +62,13 @@ export function headerKey(name: string): string {
       if (c[0] === name) return c[1];
     }
   }
+  return undefined;
+}
+
+/** The lower-cased long name of a header name as written (compact forms expanded). */
+export function headerKey(name: string): string {
+  const known = knownHeaderKey(name);
+  if (known !== undefined) return known;
   let key = keyCache.get(name);
   if (key === undefined) {
     const lower = name.toLowerCase();

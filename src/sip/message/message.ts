@@ -54,9 +54,18 @@ function parseCSeq(v: string): CSeq {
   return { seq, method };
 }
 
-const SINGLE_BITS = new Map<string, number>([
-  ['call-id', 1], ['from', 2], ['to', 4], ['cseq', 8], ['max-forwards', 16], ['content-length', 32],
-]);
+/** A bit for each single-valued header validate() checks for repetition, 0 for the others. */
+function singleBit(key: string): number {
+  switch (key) {
+    case 'call-id': return 1;
+    case 'from': return 2;
+    case 'to': return 4;
+    case 'cseq': return 8;
+    case 'max-forwards': return 16;
+    case 'content-length': return 32;
+    default: return 0;
+  }
+}
 
 export abstract class SipMessage {
   headers: HeaderField[];
@@ -262,8 +271,8 @@ export abstract class SipMessage {
     // Single-valued headers the stack reads must appear once (RFC 4475 §3.3.8, §3.3.9).
     let seen = 0;
     for (const h of this.headers) {
-      const bit = SINGLE_BITS.get(h.key);
-      if (bit === undefined) continue;
+      const bit = singleBit(h.key);
+      if (bit === 0) continue;
       if ((seen & bit) !== 0) throw badMessage(`More than one ${canonicalName(h.key)} header`);
       seen |= bit;
     }
@@ -284,11 +293,12 @@ export abstract class SipMessage {
     }
     if (!sawLength) head += 'Content-Length: ' + this.body.length + '\r\n';
     head += '\r\n';
-    if (this.body.length === 0) return Buffer.from(head, 'latin1');
-    const headLen = Buffer.byteLength(head, 'latin1');
-    const out = Buffer.allocUnsafe(headLen + this.body.length);
-    out.write(head, 0, 'latin1');
-    this.body.copy(out, headLen);
+    // An exact-size buffer, not a slice of Node's shared 8 KB pool: transactions keep these bytes for up to
+    // 64*T1, and one kept slice would pin the whole pool slab.
+    const headLen = head.length; // latin1: one byte per character
+    const out = Buffer.allocUnsafeSlow(headLen + this.body.length);
+    out.write(head, 0, headLen, 'latin1');
+    if (this.body.length > 0) this.body.copy(out, headLen);
     return out;
   }
 

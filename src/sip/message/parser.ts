@@ -1,5 +1,5 @@
 import { badMessage, SipParseError } from '../errors.ts';
-import { headerKey } from './headers.ts';
+import { headerKey, knownHeaderKey } from './headers.ts';
 import { SipRequest, SipResponse, type HeaderField } from './message.ts';
 
 export const DEFAULT_MAX_MESSAGE_SIZE = 65535;
@@ -133,13 +133,17 @@ export function parseMessage(buf: Buffer, options: ParseOptions = {}): SipReques
     if (colon <= ls || colon >= le) throw badMessage(`Header line without a name: "${text.slice(ls, Math.min(le, ls + 40))}"`);
     let nameEnd = colon;
     while (nameEnd > ls && (text.charCodeAt(nameEnd - 1) === 0x20 || text.charCodeAt(nameEnd - 1) === 0x09)) nameEnd--;
-    if (!isTokenRange(text, ls, nameEnd)) throw badMessage(`Bad header name "${text.slice(ls, Math.min(nameEnd, ls + 40))}"`);
     const name = text.slice(ls, nameEnd);
+    // a usual spelling is a token; any other name is checked
+    let key = knownHeaderKey(name);
+    if (key === undefined) {
+      if (!isTokenRange(text, ls, nameEnd)) throw badMessage(`Bad header name "${text.slice(ls, Math.min(nameEnd, ls + 40))}"`);
+      key = headerKey(name);
+    }
     let vs = colon + 1;
     while (vs < le && (text.charCodeAt(vs) === 0x20 || text.charCodeAt(vs) === 0x09)) vs++;
     let ve = le;
     while (ve > vs && (text.charCodeAt(ve - 1) === 0x20 || text.charCodeAt(ve - 1) === 0x09)) ve--;
-    const key = headerKey(name);
     const value = text.slice(vs, ve);
     if (key === 'content-length') {
       if (contentLength !== -1) throw badMessage('More than one Content-Length header');

@@ -86,8 +86,8 @@ function escapedRun(text: string, start: number, end: number, mask: number): boo
 }
 
 /** Any whitespace, '<', '>' or '"' (characters no URI may hold, and that would break the header around it). */
-function hasIllegal(text: string): boolean {
-  for (let i = 0; i < text.length; i++) {
+function hasIllegal(text: string, from: number): boolean {
+  for (let i = from; i < text.length; i++) {
     const c = text.charCodeAt(i);
     if (c < 256 ? (CHAR[c]! & C_ILLEGAL) !== 0 : /\s/.test(text[i]!)) return true;
   }
@@ -159,13 +159,13 @@ export function parseUri(text: string): Uri {
   const colon = text.indexOf(':');
   if (colon <= 0) throw uriError(text, 'no scheme');
   if (!isScheme(text, colon)) throw uriError(text, 'bad scheme');
-  if (hasIllegal(text)) throw uriError(text, 'illegal character');
-  // the usual spellings without allocating a lower-cased copy
+  // the usual spellings without allocating a lower-cased copy; parseSipUri checks every character itself
   const c0 = text.charCodeAt(0) | 0x20;
   if (c0 === 0x73 /* s */ && (colon === 3 || colon === 4) && (text.charCodeAt(1) | 0x20) === 0x69 && (text.charCodeAt(2) | 0x20) === 0x70) {
     if (colon === 3) return parseSipUri(text, 'sip', 4);
     if ((text.charCodeAt(3) | 0x20) === 0x73) return parseSipUri(text, 'sips', 5);
   }
+  if (hasIllegal(text, 0)) throw uriError(text, 'illegal character');
   const scheme = text.slice(0, colon).toLowerCase();
   if (scheme === 'tel') return parseTelUri(text, colon + 1);
   if (colon + 1 >= text.length) throw uriError(text, 'empty after scheme');
@@ -229,6 +229,9 @@ function parseSipUri(text: string, scheme: 'sip' | 'sips', start: number): SipUr
     parseUriParams(text, pos + 1, q, params);
   }
   if (q < n) {
+    // user, password, host, port and parameters were checked character by character above; the header part
+    // (names and values as written, escapes kept) only must not hold whitespace, '<', '>' or '"'
+    if (hasIllegal(text, q + 1)) throw uriError(text, 'illegal character');
     for (const h of text.slice(q + 1).split('&')) {
       const eq = h.indexOf('=');
       if (eq <= 0) throw uriError(text, `bad header "${h}"`);

@@ -32,7 +32,7 @@ export interface ClientHandler {
 export class ClientTransaction {
   key = '';
   branch = '';
-  readonly request: SipRequest;
+  #request: SipRequest | null;
   readonly isInvite: boolean;
   state: ClientState;
   dest: Destination;
@@ -51,12 +51,18 @@ export class ClientTransaction {
   context: unknown = null;
 
   constructor(request: SipRequest, dest: Destination, ctx: ClientContext, handler: ClientHandler) {
-    this.request = request;
+    this.#request = request;
     this.isInvite = request.method === 'INVITE';
     this.state = this.isInvite ? 'calling' : 'trying';
     this.dest = dest;
     this.#ctx = ctx;
     this.#handler = handler;
+  }
+
+  /** The request as sent. Released once a final response has been handled (see ServerTransaction.request). */
+  get request(): SipRequest {
+    if (this.#request === null) throw new SipError('SIP_INVALID_STATE', 500, 'the request of a completed transaction was released');
+    return this.#request;
   }
 
   get reliable(): boolean {
@@ -164,6 +170,7 @@ export class ClientTransaction {
       return;
     }
     this.#stopTimers();
+    this.#data = null; // no more retransmissions of the request
     if (this.isInvite) {
       if (status < 300) {
         this.state = 'accepted';
@@ -182,6 +189,7 @@ export class ClientTransaction {
     }
     if (this.#cancelPending !== null) this.#cancelPending = null; // a final response makes the CANCEL moot
     this.#handler.onResponse(res, this);
+    this.#request = null;
   }
 
   /** §17.1.1.3: the ACK for a non-2xx final response, part of this transaction (same branch). */
@@ -207,7 +215,7 @@ export class ClientTransaction {
    * all once a final response has. Returns whether a CANCEL was or will be sent.
    */
   cancel(extraHeaders: HeaderField[] = []): boolean {
-    if (!this.isInvite || (this.state !== 'calling' && this.state !== 'proceeding')) return false;
+    if (!this.isInvite || (this.state !== 'calling' && this.state !== 'proceeding') || this.#request === null) return false;
     const req = this.request;
     const headers: HeaderField[] = [];
     let viaDone = false;
@@ -240,6 +248,7 @@ export class ClientTransaction {
     if (this.#end !== null) clearTimeout(this.#end);
     this.#end = null;
     this.#data = null;
+    this.#request = null;
     this.#ctx.removeClient(this);
     this.#handler.onTerminated?.(this);
   }

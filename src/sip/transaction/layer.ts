@@ -64,7 +64,7 @@ export class TransactionLayer implements TransportUser, TransactionContext, Clie
     const tx = this.#servers.get(key);
     if (req.method === 'ACK') {
       // ACK for a non-2xx response belongs to the INVITE transaction; for RFC 2543 peers the To tag must also match.
-      if (tx !== undefined && tx.state !== 'accepted' && (isRfc3261Branch(req.topVia.branch) || tx.lastResponse?.toTag === req.toTag)) {
+      if (tx !== undefined && tx.state !== 'accepted' && (isRfc3261Branch(req.topVia.branch) || tx.lastToTag === req.toTag)) {
         tx.receive(req);
         return;
       }

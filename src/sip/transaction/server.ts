@@ -1,7 +1,7 @@
 import { SipError } from '../errors.ts';
 import { createResponse, type SipRequest, type SipResponse } from '../message/message.ts';
 import type { TransportLayer } from '../transport/transport-layer.ts';
-import { isReliable, type Source } from '../transport/types.ts';
+import { isReliable, type Destination, type Source } from '../transport/types.ts';
 import type { TimerSettings } from './timers.ts';
 
 export type ServerState = 'trying' | 'proceeding' | 'completed' | 'confirmed' | 'accepted' | 'terminated';
@@ -21,13 +21,19 @@ export interface TransactionContext {
  */
 export class ServerTransaction {
   readonly key: string;
-  readonly request: SipRequest;
+  #request: SipRequest | null;
   readonly source: Source;
   readonly isInvite: boolean;
   state: ServerState;
-  /** The last response sent and its bytes, re-sent when the request is retransmitted. */
-  lastResponse: SipResponse | null = null;
+  /** Status of the last response sent (0 before any) and its To tag (for RFC 2543 ACK matching). */
+  lastStatus = 0;
+  lastToTag: string | null = null;
+  /**
+   * The last response's bytes and destination, re-sent when the request is retransmitted. Only these are kept,
+   * not the parsed response: a transaction lives up to 64*T1 and memory per call bounds the calls/s a node takes.
+   */
   #lastData: Buffer | null = null;
+  #lastDest: Destination | null = null;
   readonly #ctx: TransactionContext;
   #timerG: NodeJS.Timeout | null = null;
   #timerH: NodeJS.Timeout | null = null;
@@ -43,11 +49,20 @@ export class ServerTransaction {
 
   constructor(key: string, request: SipRequest, source: Source, ctx: TransactionContext) {
     this.key = key;
-    this.request = request;
+    this.#request = request;
     this.source = source;
     this.isInvite = request.method === 'INVITE';
     this.state = this.isInvite ? 'proceeding' : 'trying';
     this.#ctx = ctx;
+  }
+
+  /**
+   * The request. Released once a final response is sent (the transaction may live 64*T1 longer, and memory per
+   * call bounds the calls/s a node sustains); reading it after that is a TU bug.
+   */
+  get request(): SipRequest {
+    if (this.#request === null) throw new SipError('SIP_INVALID_STATE', 500, 'the request of a completed transaction was released');
+    return this.#request;
   }
 
   get reliable(): boolean {
@@ -76,6 +91,7 @@ export class ServerTransaction {
       this.state = 'proceeding';
       return;
     }
+    this.#request = null;
     if (this.isInvite) {
       if (status < 300) {
         this.state = 'accepted';
@@ -116,14 +132,18 @@ export class ServerTransaction {
       return;
     }
     this.#ctx.counters.retransmissions++;
-    if ((this.state === 'proceeding' || this.state === 'completed') && this.#lastData !== null && this.lastResponse !== null) {
-      this.#ctx.transport.sendResponseData(this.#lastData, this.lastResponse, this.source);
+    if ((this.state === 'proceeding' || this.state === 'completed') && this.#lastData !== null) {
+      this.#ctx.transport.sendResponseData(this.#lastData, this.#lastDest!, this.source);
     }
   }
 
   #send(res: SipResponse): void {
-    this.lastResponse = res;
-    this.#lastData = this.#ctx.transport.sendResponse(res, this.source, (err) => this.#transportError(err));
+    this.lastStatus = res.status;
+    if (res.status > 100) this.lastToTag = res.toTag;
+    const sent = this.#ctx.transport.sendResponse(res, this.source, (err) => this.#transportError(err));
+    // In Accepted, retransmissions of the INVITE are absorbed silently (RFC 6026 §7.1): no need for the bytes.
+    this.#lastData = this.isInvite && res.status >= 200 && res.status < 300 ? null : sent.data;
+    this.#lastDest = sent.dest;
   }
 
   #transportError(err: Error): void {
@@ -133,9 +153,9 @@ export class ServerTransaction {
   }
 
   #fireG(): void {
-    if (this.state !== 'completed' || this.#lastData === null || this.lastResponse === null) return;
+    if (this.state !== 'completed' || this.#lastData === null) return;
     this.#ctx.counters.retransmissions++;
-    this.#ctx.transport.sendResponseData(this.#lastData, this.lastResponse, this.source);
+    this.#ctx.transport.sendResponseData(this.#lastData, this.#lastDest!, this.source);
     this.#gInterval = Math.min(this.#gInterval * 2, this.#ctx.timers.t2);
     this.#timerG = setTimeout(() => this.#fireG(), this.#gInterval);
   }
@@ -161,6 +181,7 @@ export class ServerTransaction {
     if (this.#timerEnd !== null) clearTimeout(this.#timerEnd);
     this.#timerH = this.#timerEnd = null;
     this.#lastData = null;
+    this.#request = null;
     this.#ctx.removeServer(this);
     this.onTerminated?.();
   }

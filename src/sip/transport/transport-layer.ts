@@ -265,19 +265,30 @@ export class TransportLayer {
   }
 
   /** Where a response to a request with this top Via goes (§18.2.2), and over what. */
-  sendResponse(res: SipResponse, source: Source | null, onError?: SendError): Buffer {
+  sendResponse(res: SipResponse, source: Source | null, onError?: SendError): { data: Buffer; dest: Destination } {
     const data = res.toBuffer();
-    this.sendResponseData(data, res, source, onError);
-    return data;
+    const dest = this.responseDestination(res);
+    this.sendResponseData(data, dest, source, onError);
+    return { data, dest };
   }
 
-  sendResponseData(data: Buffer, res: SipResponse, source: Source | null, onError?: SendError): void {
-    const via = res.topVia;
-    const protocol: TransportProtocol = via.transport === 'UDP' ? 'UDP' : 'TCP';
+  /**
+   * Sends response bytes again (a retransmission): on the connection the request came on while it is open, else
+   * to `dest` as computed by responseDestination, from the listening point the request came in on.
+   */
+  sendResponseData(data: Buffer, dest: Destination, source: Source | null, onError?: SendError): void {
     if (source?.connection != null && !source.connection.closed) {
       this.#sendOnConnection(data, source.connection as TcpConnection, onError);
       return;
     }
+    // From the listening point the request came in on: a client (or NAT) expects the answer from where it sent.
+    this.#sendFrom(data, dest, source, onError);
+  }
+
+  /** Where a response goes when not on the request's connection (§18.2.2, RFC 3581): from its top Via. */
+  responseDestination(res: SipResponse): Destination {
+    const via = res.topVia;
+    const protocol: TransportProtocol = via.transport === 'UDP' ? 'UDP' : 'TCP';
     let host: string;
     let port: number;
     if (via.maddr !== null && protocol === 'UDP') {
@@ -290,8 +301,7 @@ export class TransportLayer {
       port = protocol === 'UDP' && via.rport !== null && via.rport > 0 ? via.rport : via.port ?? defaultPort(via.transport);
     }
     if (host.startsWith('[')) host = host.slice(1, -1);
-    // From the listening point the request came in on: a client (or NAT) expects the answer from where it sent.
-    this.#sendFrom(data, { protocol, host, port }, source, onError);
+    return { protocol, host, port };
   }
 
   /** Sends bytes to a destination: over UDP, or over the TCP connection to it (opened when needed). */

@@ -259,7 +259,10 @@ describe('DialogLayer timers (mocked clock)', () => {
     const sent: number[] = [];
     const fakeTransactions = {
       timers: { ...TIMERS },
-      transport: { sendResponseData: () => { sent.push(Date.now()); } },
+      transport: {
+        sendResponseData: () => { sent.push(Date.now()); },
+        responseDestination: () => ({ protocol: 'UDP', host: HOST, port: 5999 }),
+      },
     } as unknown as TransactionLayer;
     const layer = new DialogLayer(fakeTransactions);
     const invite = makeInvite({ transport: { sentBy: () => `${HOST}:5999` } } as unknown as SipStack, 5998);
