@@ -8,13 +8,11 @@ export const DEFAULT_MAX_MESSAGE_SIZE = 65535;
 const WHOLE_DECODE_LIMIT = 4096;
 
 export interface ParseOptions {
-  /** Larger messages are refused with 513. */
-  maxSize?: number;
   /**
-   * Stream framing already cut the message at Content-Length: a body shorter than announced cannot happen.
-   * For datagrams (the default), a short body is a 400 and bytes past Content-Length are ignored (RFC 4475 §3.1.1.8).
+   * Larger messages are refused with 513. A body shorter than Content-Length is a 400 and bytes past it are
+   * ignored (RFC 4475 §3.1.1.8); stream framing has already cut a TCP message at Content-Length.
    */
-  framed?: boolean;
+  maxSize?: number;
 }
 
 const TOKEN_CHARS = new Uint8Array(128);

@@ -195,16 +195,7 @@ export class ClientTransaction {
   /** §17.1.1.3: the ACK for a non-2xx final response, part of this transaction (same branch). */
   #buildAck(res: SipResponse): SipRequest {
     const req = this.request;
-    const headers: HeaderField[] = [];
-    let viaDone = false;
-    for (const h of req.headers) {
-      if (h.key === 'via' && !viaDone) {
-        headers.push({ name: h.name, key: 'via', value: req.getAll('via')[0]! });
-        viaDone = true;
-      } else if (h.key === 'call-id' || h.key === 'from' || h.key === 'route' || h.key === 'max-forwards') {
-        headers.push(h);
-      }
-    }
+    const headers = sameTransactionHeaders(req, false);
     headers.push({ name: 'To', key: 'to', value: res.get('to') ?? req.get('to')! });
     headers.push({ name: 'CSeq', key: 'cseq', value: `${req.cseq.seq} ACK` });
     return new SipRequest('ACK', req.uriText, headers);
@@ -217,16 +208,7 @@ export class ClientTransaction {
   cancel(extraHeaders: HeaderField[] = []): boolean {
     if (!this.isInvite || (this.state !== 'calling' && this.state !== 'proceeding') || this.#request === null) return false;
     const req = this.request;
-    const headers: HeaderField[] = [];
-    let viaDone = false;
-    for (const h of req.headers) {
-      if (h.key === 'via' && !viaDone) {
-        headers.push({ name: h.name, key: 'via', value: req.getAll('via')[0]! });
-        viaDone = true;
-      } else if (h.key === 'call-id' || h.key === 'from' || h.key === 'to' || h.key === 'route' || h.key === 'max-forwards') {
-        headers.push(h);
-      }
-    }
+    const headers = sameTransactionHeaders(req, true);
     headers.push({ name: 'CSeq', key: 'cseq', value: `${req.cseq.seq} CANCEL` });
     for (const h of extraHeaders) headers.push(h);
     const cancel = new SipRequest('CANCEL', req.uriText, headers);
@@ -252,6 +234,24 @@ export class ClientTransaction {
     this.#ctx.removeClient(this);
     this.#handler.onTerminated?.(this);
   }
+}
+
+/**
+ * The headers an ACK for a non-2xx or a CANCEL copies from the INVITE (§17.1.1.3, §9.1): only the top Via (same
+ * branch), Call-ID, From, Route, Max-Forwards, and To for a CANCEL (the ACK takes the response's To).
+ */
+function sameTransactionHeaders(req: SipRequest, withTo: boolean): HeaderField[] {
+  const headers: HeaderField[] = [];
+  let viaDone = false;
+  for (const h of req.headers) {
+    if (h.key === 'via') {
+      if (!viaDone) headers.push({ name: h.name, key: 'via', value: req.getAll('via')[0]! });
+      viaDone = true;
+    } else if (h.key === 'call-id' || h.key === 'from' || h.key === 'route' || h.key === 'max-forwards' || (withTo && h.key === 'to')) {
+      headers.push(h);
+    }
+  }
+  return headers;
 }
 
 /** Responses a client transaction made up itself (408 on timeout, 503 on transport error). */

@@ -147,7 +147,7 @@ export class TransportLayer {
     if (data.length <= 4 && data.every((b) => b === 0x0d || b === 0x0a)) return;
     let msg: SipRequest | SipResponse;
     try {
-      msg = parseMessage(data, { maxSize: this.#options.maxMessageSize, framed: source.protocol !== 'UDP' });
+      msg = parseMessage(data, { maxSize: this.#options.maxMessageSize });
     } catch (err) {
       this.counters.malformed++;
       // A request in another SIP version is answered 505; anything else that does not parse has nothing to answer to.
@@ -218,10 +218,7 @@ export class TransportLayer {
     if (sp <= start || /^sip\//i.test(text.slice(start, lineEnd))) return; // a response: never answered
     let req: SipRequest | SipResponse;
     try {
-      req = parseMessage(Buffer.from(text.slice(0, sp + 1) + 'SIP/2.0' + text.slice(lineEnd), 'latin1'), {
-        maxSize: this.#options.maxMessageSize,
-        framed: source.protocol !== 'UDP',
-      });
+      req = parseMessage(Buffer.from(text.slice(0, sp + 1) + 'SIP/2.0' + text.slice(lineEnd), 'latin1'), { maxSize: this.#options.maxMessageSize });
     } catch {
       return;
     }
