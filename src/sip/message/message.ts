@@ -306,7 +306,7 @@ export abstract class SipMessage {
     return this.toBuffer().toString('latin1');
   }
 
-  /** A deep-enough copy: header list and fields are new, the body buffer is shared (never written to). */
+  /** A copy to change through this API: the header list is new; fields (replaced, never edited in place) and body are shared. */
   abstract clone(): SipMessage;
 }
 
