@@ -1,13 +1,9 @@
 import assert from 'node:assert/strict';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { after, describe, test } from 'node:test';
 import { freePort } from '../helpers/ports.ts';
 import { killAll } from '../helpers/proc.ts';
-import { runSipp, startSippUas, type SippResult } from '../helpers/sipp.ts';
+import { runSipp, SCENARIO_UAC_RR, SCENARIO_UAS_RR, startSippUas, type SippResult } from '../helpers/sipp.ts';
 import { startSipfleetNode } from './sipfleet-node.ts';
-
-const scenarios = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../scenarios');
 
 // The issue's load: 2,000 calls at 200 calls/s; bounded by SIPp's -timeout.
 const CALLS = 2000;
@@ -51,11 +47,11 @@ for (const transport of ['udp', 'tcp'] as const) {
 }
 
 test('Record-Route: ACK and BYE follow the route set through the proxy (SIPp -sf scenarios)', async () => {
-  const uas = await startSippUas({ localIp: '127.0.0.3', transport: 'udp', sf: path.join(scenarios, 'uas-rr.xml') });
+  const uas = await startSippUas({ localIp: '127.0.0.3', transport: 'udp', sf: SCENARIO_UAS_RR });
   const port = await freePort('127.0.0.2');
   const node = await startSipfleetNode(['--app', 'proxy', '--listen', `127.0.0.2:${port}`, '--route-to', `127.0.0.3:${uas.localPort}`]);
   try {
-    const r = await runSipp({ sf: path.join(scenarios, 'uac-rr.xml'), remote: `127.0.0.2:${port}`, localIp: '127.0.0.1', rate: 100, maxCalls: 500, timeoutSec: 40 });
+    const r = await runSipp({ sf: SCENARIO_UAC_RR, remote: `127.0.0.2:${port}`, localIp: '127.0.0.1', rate: 100, maxCalls: 500, timeoutSec: 40 });
     assert.equal(r.failed, 0, r.stdout.slice(-1500));
     assert.equal(r.successful, 500);
   } finally {
