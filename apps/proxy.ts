@@ -38,7 +38,7 @@ export function createApp(options: AppOptions = {}): NodeApp {
         return;
       }
       if (tx === null && req.method !== 'ACK') throw new SipError('SIP_INVALID_STATE', 500, 'request without transaction');
-      core.forward(req, tx, dest);
+      core.forward(req, tx, { dest });
     },
     onStrayResponse(res, source): void {
       core.forwardStray(res, source);

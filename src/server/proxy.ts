@@ -15,19 +15,44 @@ export interface ProxyOptions {
 
 const DIALOG_CREATING = new Set(['INVITE', 'SUBSCRIBE', 'REFER', 'NOTIFY']);
 
+/** Where one branch goes: the next hop, and a new Request-URI when retargeting (a registered contact). */
+export interface ProxyTarget {
+  dest: Destination;
+  requestUri?: string;
+}
+
+export interface ForwardOptions {
+  /** All targets at once (default) or one after the other, the next on a non-2xx final or a timeout (§16.6). */
+  parallel?: boolean;
+  /** A branch without a final response after this long is cancelled and counts as a 408. 0: no limit. */
+  branchTimeoutMs?: number;
+  /** Appended to our Record-Route URI (e.g. `;sfa=KEY`), so in-dialog requests carry the app's session key. */
+  recordRouteParams?: string;
+  /** Supervised mode: sees every response from every branch before it is relayed (or not). */
+  onResponse?: (res: SipResponse, branch: ClientTransaction) => void;
+}
+
 /** One proxied request: the server transaction upstream and the client transaction(s) downstream (§16.2). */
 interface ResponseContext {
   server: ServerTransaction;
+  /** Kept only while targets remain to be tried: a context can live 64*T1. */
+  request: SipRequest | null;
   branches: ClientTransaction[];
+  /** Targets not tried yet (sequential forking). */
+  pending: ProxyTarget[];
+  options: ForwardOptions;
   /** Best final response so far (§16.7 step 6), forwarded once every branch has ended. */
   best: SipResponse | null;
   finalSent: boolean;
+  /** Branches given up on by their timeout; their late non-2xx responses are ignored. */
+  timedOut: Set<ClientTransaction>;
 }
 
 /**
  * A transaction-stateful proxy core (RFC 3261 §16): request validation (Max-Forwards, 483), route processing
- * with loose and strict routers (§16.4), Record-Route, forwarding in client transactions, response relaying with
- * best-response selection (§16.7), CANCEL (§16.10), and stateless forwarding of ACK for 2xx and of stray 2xx.
+ * with loose and strict routers (§16.4), Record-Route, parallel and sequential forking with branch timeouts,
+ * response relaying with best-response selection (§16.7), CANCEL (§16.10), and stateless forwarding of ACK for 2xx
+ * and of stray 2xx.
  */
 export class ProxyCore {
   readonly #stack: SipStack;
@@ -40,7 +65,7 @@ export class ProxyCore {
     this.#options = options;
     for (const p of ['UDP', 'TCP'] as const) {
       if (stack.transport.supports(p)) {
-        this.#recordRoute.set(p, `<sip:${stack.transport.sentBy(p)}${p === 'UDP' ? '' : ';transport=tcp'};lr>`);
+        this.#recordRoute.set(p, `sip:${stack.transport.sentBy(p)}${p === 'UDP' ? '' : ';transport=tcp'};lr`);
       }
     }
   }
@@ -94,63 +119,122 @@ export class ProxyCore {
     return uriDestination(parseAddress(top, 'Route').uri, this.#stack.transport.defaultProtocol);
   }
 
-  /** Forwards a request to a destination (§16.6) in a new client transaction; responses come back to `tx`. */
-  forward(req: SipRequest, tx: ServerTransaction | null, dest: Destination): void {
-    const out = req.clone();
-    out.set('max-forwards', (req.maxForwards ?? 70) - 1);
-    if (this.#options.recordRoute && req.toTag === null && DIALOG_CREATING.has(req.method)) {
-      const rr = this.#recordRoute.get(dest.protocol) ?? this.#recordRoute.values().next().value!;
-      out.prepend('record-route', rr);
+  /**
+   * Forwards a request (§16.6) to one target or forks it to several, each branch in a client transaction; the
+   * responses come back through `tx`. An ACK for a 2xx (`tx` null) is forwarded statelessly to the first target.
+   */
+  forward(req: SipRequest, tx: ServerTransaction | null, targets: ProxyTarget | ProxyTarget[], options: ForwardOptions = {}): void {
+    const list = Array.isArray(targets) ? targets : [targets];
+    if (list.length === 0) {
+      tx?.reply(480);
+      return;
     }
     if (tx === null) {
       // ACK for a 2xx: end to end, forwarded statelessly (§16.11) with a branch of its own.
       this.counters.statelessForwarded++;
-      this.#stack.transport.sendRequest(out, dest, newBranch());
+      this.#stack.transport.sendRequest(this.#prepare(req, list[0]!, options), list[0]!.dest, newBranch());
       return;
     }
-    let ctx = tx.context as ResponseContext | null;
-    if (ctx === null) {
-      ctx = { server: tx, branches: [], best: null, finalSent: false };
-      tx.context = ctx;
+    const ctx: ResponseContext = {
+      server: tx, request: req, branches: [], pending: [], options, best: null, finalSent: false, timedOut: new Set(),
+    };
+    tx.context = ctx;
+    if (options.parallel === false) {
+      ctx.pending = list.slice(1);
+      this.#startBranch(ctx, list[0]!);
+    } else {
+      for (const t of list) this.#startBranch(ctx, t);
     }
+    if (ctx.pending.length === 0) ctx.request = null;
+  }
+
+  /** The copy of the request a branch sends (§16.6 steps 1–5). */
+  #prepare(req: SipRequest, target: ProxyTarget, options: ForwardOptions): SipRequest {
+    const out = req.clone();
+    if (target.requestUri !== undefined) out.uri = target.requestUri;
+    out.set('max-forwards', (req.maxForwards ?? 70) - 1);
+    if (this.#options.recordRoute && req.toTag === null && DIALOG_CREATING.has(req.method)) {
+      const rr = this.#recordRoute.get(target.dest.protocol) ?? this.#recordRoute.values().next().value!;
+      out.prepend('record-route', options.recordRouteParams === undefined ? `<${rr}>` : `<${rr}${options.recordRouteParams}>`);
+    }
+    return out;
+  }
+
+  #startBranch(ctx: ResponseContext, target: ProxyTarget): void {
     this.counters.forwarded++;
-    const context = ctx;
-    const client = this.#stack.transactions.request(out, dest, {
-      onResponse: (res, ct) => this.#onResponse(context, res, ct),
+    const client = this.#stack.transactions.request(this.#prepare(ctx.request!, target, ctx.options), target.dest, {
+      onResponse: (res, ct) => this.#onResponse(ctx, res, ct),
     });
     ctx.branches.push(client);
+    const timeout = ctx.options.branchTimeoutMs ?? 0;
+    if (timeout > 0) {
+      const timer = setTimeout(() => this.#branchTimeout(ctx, client), timeout);
+      client.context = timer;
+    }
+  }
+
+  #branchTimeout(ctx: ResponseContext, branch: ClientTransaction): void {
+    if (!isOpen(branch) || ctx.finalSent) return;
+    ctx.timedOut.add(branch);
+    branch.cancel();
+    const res = createResponse(branch.request, 408, 'Branch Timeout');
+    res.removeFirst('via');
+    this.#finalFromBranch(ctx, res);
   }
 
   #onResponse(ctx: ResponseContext, res: SipResponse, client: ClientTransaction): void {
     const status = res.status;
+    if (status >= 200 && client.context !== null) {
+      clearTimeout(client.context as NodeJS.Timeout);
+      client.context = null;
+    }
     if (status === 100) return;
     // Our own Via comes off (a 408/503 made by the client transaction copies the request we sent, so has it too).
     res.removeFirst('via');
     if (res.vias.length === 0) return;
+    ctx.options.onResponse?.(res, client);
     if (status < 200) {
-      if (!ctx.finalSent) ctx.server.respond(res);
+      if (!ctx.finalSent && !ctx.timedOut.has(client)) ctx.server.respond(res);
       return;
     }
     if (status < 300) {
       // 2xx (and its retransmissions, and forked 2xx) go upstream at once (§16.7 step 5); other branches are cancelled.
       ctx.finalSent = true;
+      ctx.pending = [];
+      ctx.request = null;
       ctx.server.respond(res);
       if (ctx.server.state === 'terminated') this.#stack.transport.sendResponse(res, ctx.server.source);
       for (const b of ctx.branches) if (b !== client) b.cancel();
       return;
     }
+    if (ctx.timedOut.has(client)) return;
+    this.#finalFromBranch(ctx, res);
+  }
+
+  /** A branch ended without a 2xx: remember the best response, try the next target, or answer upstream. */
+  #finalFromBranch(ctx: ResponseContext, res: SipResponse): void {
     if (ctx.finalSent) return;
-    if (ctx.best === null || rank(status) < rank(ctx.best.status)) ctx.best = res;
-    if (ctx.branches.every((b) => b.state !== 'calling' && b.state !== 'trying' && b.state !== 'proceeding')) {
-      ctx.finalSent = true;
-      const best = ctx.best;
-      // §16.7 step 6: a 503 from downstream becomes 500 upstream (the proxy itself is not unavailable).
-      if (best.status === 503) {
-        best.status = 500;
-        best.reason = 'Server Internal Error';
-      }
-      ctx.server.respond(best);
+    if (ctx.best === null || rank(res.status) < rank(ctx.best.status)) ctx.best = res;
+    // A 6xx ends the search (§16.7 step 5): no further targets, the rest cancelled.
+    if (res.status >= 600) {
+      ctx.pending = [];
+      for (const b of ctx.branches) b.cancel();
     }
+    const next = ctx.pending.shift();
+    if (next !== undefined) {
+      this.#startBranch(ctx, next);
+      if (ctx.pending.length === 0) ctx.request = null;
+      return;
+    }
+    if (ctx.branches.some((b) => isOpen(b) && !ctx.timedOut.has(b))) return;
+    ctx.finalSent = true;
+    const best = ctx.best;
+    // §16.7 step 6: a 503 from downstream becomes 500 upstream (the proxy itself is not unavailable).
+    if (best.status === 503) {
+      best.status = 500;
+      best.reason = 'Server Internal Error';
+    }
+    ctx.server.respond(best);
   }
 
   #cancel(cancel: SipRequest, tx: ServerTransaction): void {
@@ -176,6 +260,10 @@ export class ProxyCore {
     this.counters.statelessForwarded++;
     this.#stack.transport.sendResponse(res, null);
   }
+}
+
+function isOpen(b: ClientTransaction): boolean {
+  return b.state === 'calling' || b.state === 'trying' || b.state === 'proceeding';
 }
 
 /** Best-response order (§16.7 step 6), lower is better: 6xx, then challenges, then the lowest class, 503 last. */
