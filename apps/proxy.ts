@@ -1,47 +1,52 @@
-import type { NodeApp, SipNode } from '../src/server/node.ts';
-import type { AppOptions } from '../src/server/app-options.ts';
-import { ProxyCore } from '../src/server/proxy.ts';
-import { SipError } from '../src/sip/errors.ts';
-import { uriDestination } from '../src/sip/transport/transport-layer.ts';
-import { parseHostPort, type Destination } from '../src/sip/transport/types.ts';
+import { defineApp, type SipApplication } from '../src/server/app/types.ts';
+import type { IncomingRequest } from '../src/server/app/messages.ts';
+
+export interface ProxyAppOptions {
+  /** Next hop (`HOST:PORT`) for requests to AORs nobody registered, and for requests addressed to this node. */
+  routeTo?: string;
+  /** Insert Record-Route (default true). */
+  recordRoute?: boolean;
+  /** Contacts of the AOR in the Request-URI, when a location service is configured (registered bindings). */
+  lookup?: (aor: string) => Promise<string[]>;
+}
 
 /**
- * The `proxy` app: a transaction-stateful, record-routing proxy. Initial requests go to `routeTo` (a fixed next
- * hop) with their Request-URI unchanged; requests with a Route left follow it; in-dialog requests without one go to
- * their Request-URI, or to the next hop when that names us.
+ * The `proxy` app: a record-routing proxy. A request to an AOR with registered contacts forks to all of them in
+ * parallel; anything else goes to `routeTo` with its Request-URI unchanged. In-dialog requests this node does not
+ * hold (a caller that ignored Record-Route, a dialog of another node) are routed the same way. Written against the
+ * public application API only.
  */
-export function createApp(options: AppOptions = {}): NodeApp {
-  let core: ProxyCore;
-  let nextHop: Destination | null = null;
+export default function proxy(options: ProxyAppOptions = {}): SipApplication {
+  const recordRoute = options.recordRoute ?? true;
 
-  return {
+  function route(req: IncomingRequest): void {
+    if (options.routeTo === undefined) {
+      req.reply(404, 'No Route');
+      return;
+    }
+    req.proxyTo(req.uriText, { nextHop: options.routeTo, recordRoute });
+  }
+
+  return defineApp({
     name: 'proxy',
-    start(node: SipNode): void {
-      core = new ProxyCore(node.stack, { recordRoute: options.recordRoute ?? true });
-      if (options.routeTo !== undefined) {
-        const { host, port } = parseHostPort(options.routeTo);
-        nextHop = { protocol: node.stack.transport.defaultProtocol, host, port };
-      }
-    },
-    onRequest(req, tx): void {
-      if (!core.receive(req, tx)) return;
-      let dest = core.routeDestination(req);
-      if (dest === null) {
-        // Initial requests, and requests addressed to us (peers that ignore Record-Route), go to the next hop.
-        if (nextHop !== null && (req.toTag === null || core.isLocal(req.uri))) dest = nextHop;
-        else if (!core.isLocal(req.uri)) dest = uriDestination(req.uri);
-      }
-      if (dest === null) {
-        // Addressed to us and nowhere to send it.
-        if (req.method === 'OPTIONS') tx?.reply(200);
-        else tx?.reply(404);
+    request(req) {
+      if (!req.isInitial || options.lookup === undefined || req.method === 'ACK') {
+        route(req);
         return;
       }
-      if (tx === null && req.method !== 'ACK') throw new SipError('SIP_INVALID_STATE', 500, 'request without transaction');
-      core.forward(req, tx, { dest });
+      const lookup = options.lookup;
+      const aor = aorOf(req.uriText);
+      return lookup(aor).then((contacts) => {
+        if (contacts.length > 0) req.proxyTo(contacts, { recordRoute, parallel: true });
+        else route(req);
+      });
     },
-    onStrayResponse(res, source): void {
-      core.forwardStray(res, source);
-    },
-  };
+  });
+}
+
+/** The address-of-record of a Request-URI: scheme, user and host, without port or parameters. */
+export function aorOf(uri: string): string {
+  const m = /^(sips?):(?:([^@;?]+)@)?([^:;?>]+)/i.exec(uri);
+  if (m === null) return uri;
+  return `${m[1]!.toLowerCase()}:${m[2] !== undefined ? m[2] + '@' : ''}${m[3]!.toLowerCase()}`;
 }

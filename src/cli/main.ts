@@ -3,13 +3,15 @@ import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import type { AppOptions } from '../server/app-options.ts';
 import { SipNode, type NodeApp } from '../server/node.ts';
+import { AppContainer } from '../server/app/container.ts';
+import type { SipApplication } from '../server/app/types.ts';
 import { parseHostPort, type ListenAddress, type TransportProtocol } from '../sip/transport/types.ts';
 
 const USAGE = `Usage: sipfleet <command> [options]
 
 Commands:
   node      run one SIP node
-              --app NAME|PATH       uas, proxy, or a module exporting createApp(options)
+              --app NAME|PATH       uas, proxy, b2bua (stack-uas, stack-proxy: no app layer), or a module
               --listen HOST:PORT    address to listen on (repeatable; default 127.0.0.1:5060)
               --transport T         udp, tcp or udp,tcp (default udp)
               --route-to HOST:PORT  proxy: next hop for initial requests
@@ -47,19 +49,41 @@ export function parseTransports(value: string | undefined): TransportProtocol[] 
   return out;
 }
 
-const BUNDLED = new Set(['uas', 'proxy']);
+const BUNDLED: Record<string, () => Promise<unknown>> = {
+  uas: () => import('../../apps/uas.ts'),
+  proxy: () => import('../../apps/proxy.ts'),
+  b2bua: () => import('../../apps/b2bua.ts'),
+  'stack-proxy': () => import('../../apps/stack-proxy.ts'),
+  'stack-uas': () => import('../../apps/stack-uas.ts'),
+};
 
+function isApplication(v: unknown): v is SipApplication {
+  return typeof v === 'object' && v !== null && typeof (v as { name?: unknown }).name === 'string';
+}
+
+/**
+ * Loads an app: a bundled name or a module path. A module's default export is a SipApplication, or a function
+ * taking the options and returning one; it runs in an AppContainer. A module exporting `createApp(options)`
+ * returning a NodeApp runs on the bare stack.
+ */
 async function loadApp(spec: string, options: AppOptions): Promise<NodeApp> {
-  let mod: { createApp?: (o: AppOptions) => NodeApp };
-  if (BUNDLED.has(spec)) {
-    mod = spec === 'uas' ? await import('../../apps/uas.ts') : await import('../../apps/proxy.ts');
+  let mod: { createApp?: (o: AppOptions) => NodeApp; default?: unknown };
+  const bundled = BUNDLED[spec];
+  if (bundled !== undefined) {
+    mod = (await bundled()) as typeof mod;
   } else if (spec.includes('/') || spec.endsWith('.ts') || spec.endsWith('.js')) {
-    mod = (await import(pathToFileURL(path.resolve(spec)).href)) as typeof mod;
+    try {
+      mod = (await import(pathToFileURL(path.resolve(spec)).href)) as typeof mod;
+    } catch (err) {
+      throw new ConfigError('--app', `cannot load ${spec}: ${(err as Error).message}`);
+    }
   } else {
-    throw new ConfigError('--app', `unknown app "${spec}" (bundled: ${[...BUNDLED].join(', ')}; or give a path)`);
+    throw new ConfigError('--app', `unknown app "${spec}" (bundled: ${Object.keys(BUNDLED).join(', ')}; or give a path)`);
   }
-  if (typeof mod.createApp !== 'function') throw new ConfigError('--app', `${spec} does not export createApp(options)`);
-  return mod.createApp(options);
+  if (typeof mod.createApp === 'function') return mod.createApp(options);
+  const app = typeof mod.default === 'function' ? (mod.default as (o: AppOptions) => unknown)(options) : mod.default;
+  if (!isApplication(app)) throw new ConfigError('--app', `${spec} must export a SipApplication (or a function returning one) as default`);
+  return new AppContainer({ apps: [app], appOptions: { ...options } });
 }
 
 async function runNode(argv: string[]): Promise<number> {

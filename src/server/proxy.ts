@@ -26,8 +26,12 @@ export interface ForwardOptions {
   parallel?: boolean;
   /** A branch without a final response after this long is cancelled and counts as a 408. 0: no limit. */
   branchTimeoutMs?: number;
+  /** Overrides the core's Record-Route setting for this request. */
+  recordRoute?: boolean;
   /** Appended to our Record-Route URI (e.g. `;sfa=KEY`), so in-dialog requests carry the app's session key. */
   recordRouteParams?: string;
+  /** Called once with the status of the final response sent upstream. */
+  onFinal?: (status: number) => void;
   /** Supervised mode: sees every response from every branch before it is relayed (or not). */
   onResponse?: (res: SipResponse, branch: ClientTransaction) => void;
 }
@@ -153,7 +157,7 @@ export class ProxyCore {
     const out = req.clone();
     if (target.requestUri !== undefined) out.uri = target.requestUri;
     out.set('max-forwards', (req.maxForwards ?? 70) - 1);
-    if (this.#options.recordRoute && req.toTag === null && DIALOG_CREATING.has(req.method)) {
+    if ((options.recordRoute ?? this.#options.recordRoute) && req.toTag === null && DIALOG_CREATING.has(req.method)) {
       const rr = this.#recordRoute.get(target.dest.protocol) ?? this.#recordRoute.values().next().value!;
       out.prepend('record-route', options.recordRouteParams === undefined ? `<${rr}>` : `<${rr}${options.recordRouteParams}>`);
     }
@@ -199,6 +203,7 @@ export class ProxyCore {
     }
     if (status < 300) {
       // 2xx (and its retransmissions, and forked 2xx) go upstream at once (§16.7 step 5); other branches are cancelled.
+      if (!ctx.finalSent) ctx.options.onFinal?.(status);
       ctx.finalSent = true;
       ctx.pending = [];
       ctx.request = null;
@@ -235,6 +240,7 @@ export class ProxyCore {
       best.reason = 'Server Internal Error';
     }
     ctx.server.respond(best);
+    ctx.options.onFinal?.(best.status);
   }
 
   #cancel(cancel: SipRequest, tx: ServerTransaction): void {

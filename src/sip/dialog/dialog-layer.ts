@@ -52,9 +52,14 @@ export class DialogLayer {
   remove(dialog: Dialog): void {
     dialog.terminate();
     this.#dialogs.delete(dialog.id);
-    const prefix = dialog.id + '|';
-    for (const [k, a] of this.#answers) if (k.startsWith(prefix)) { clearTimeout(a.timer); this.#answers.delete(k); }
-    for (const [k, a] of this.#acks) if (k.startsWith(prefix)) { clearTimeout(a.timer); this.#acks.delete(k); }
+    // Pending 2xx/ACK entries are keyed by the dialog's last INVITE; older ones end by their own timers.
+    const key = dialog.id + '|' + dialog.record.inviteSeq;
+    const answer = this.#answers.get(key);
+    if (answer !== undefined) clearTimeout(answer.timer);
+    this.#answers.delete(key);
+    const ack = this.#acks.get(key);
+    if (ack !== undefined) clearTimeout(ack.timer);
+    this.#acks.delete(key);
   }
 
   /** The dialog an in-dialog request belongs to, or undefined (the caller answers 481, §12.2.2). */

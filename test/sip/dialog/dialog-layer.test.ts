@@ -10,7 +10,7 @@ import type { TransactionLayer, TransactionUser } from '../../../src/sip/transac
 import type { ServerTransaction } from '../../../src/sip/transaction/server.ts';
 import type { Source } from '../../../src/sip/transport/types.ts';
 import { SipNode } from '../../../src/server/node.ts';
-import { createApp } from '../../../apps/uas.ts';
+import { createApp } from '../../../apps/stack-uas.ts';
 import { Inbox, quietWindow, until } from '../transport/wait.ts';
 
 const HOST = '127.0.0.1';

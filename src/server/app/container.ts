@@ -1,0 +1,535 @@
+import { SipError } from '../../sip/errors.ts';
+import { parseAddress } from '../../sip/message/address.ts';
+import { SipRequest, type HeaderField, type SipResponse } from '../../sip/message/message.ts';
+import { isSipUri, parseUri } from '../../sip/message/uri.ts';
+import { Dialog } from '../../sip/dialog/dialog.ts';
+import type { ClientTransaction } from '../../sip/transaction/client.ts';
+import type { ServerTransaction } from '../../sip/transaction/server.ts';
+import { uriDestination } from '../../sip/transport/transport-layer.ts';
+import { parseHostPort, type Destination, type Source } from '../../sip/transport/types.ts';
+import type { NodeApp, SipNode } from '../node.ts';
+import { ProxyCore, type ProxyTarget } from '../proxy.ts';
+import { assertJson } from './attributes.ts';
+import {
+  IncomingRequest, IncomingResponse, OutgoingRequest, OutgoingResponse,
+  type B2buaOptions, type ContainerOps, type ProxyToOptions,
+} from './messages.ts';
+import { AppRouter, type RouteRule } from './router.ts';
+import { SessionManager, type SipApplicationSession, type SipSession } from './session.ts';
+import type { AppContext, AppTimer, ResponseHandler, SipApplication } from './types.ts';
+
+export interface ContainerOptions {
+  apps: SipApplication[];
+  /** Which app takes an initial request; default: the first app takes everything. */
+  rules?: RouteRule[];
+  /** Per-app options, handed to each app as `ctx.options`. */
+  appOptions?: Record<string, unknown>;
+}
+
+/** Our Record-Route parameter carrying the application session id of a proxied dialog. */
+const RR_KEY = 'sfa';
+const DIALOG_CREATING = new Set(['INVITE', 'SUBSCRIBE', 'REFER']);
+
+/** What a server transaction's context holds when the container answers it (UAS or B2BUA leg A). */
+interface UasContext {
+  kind: 'uas';
+  request: IncomingRequest;
+}
+
+/** Per-leg state of a B2BUA or UAC leg that is not in the dialog record. */
+interface LegState {
+  /** The INVITE client transaction while it is pending (for CANCEL). */
+  invite: ClientTransaction | null;
+}
+
+/**
+ * Hosts applications on a node: turns stack events into handler calls, keeps the sessions (found again from keys
+ * in the messages: our tag or our Record-Route parameter), and does for the applications what JSR 289 containers
+ * do: proxying with forking, B2BUA relaying, CANCEL, 2xx retransmission and ACK, timers.
+ */
+export class AppContainer implements NodeApp, ContainerOps {
+  readonly name: string;
+  readonly sessions = new SessionManager();
+  readonly #apps: Map<string, SipApplication>;
+  readonly #router: AppRouter;
+  readonly #appOptions: Record<string, unknown>;
+  #node!: SipNode;
+  #core!: ProxyCore;
+  #contact = '';
+  #localUri = '';
+  readonly #legs = new WeakMap<SipSession, LegState>();
+  readonly #timers = new Map<string, NodeJS.Timeout>();
+  #timerSeq = 0;
+  readonly counters = { requests: 0, handlerErrors: 0, sessionsCreated: 0 };
+
+  constructor(options: ContainerOptions) {
+    if (options.apps.length === 0) throw new SipError('SIP_INVALID_STATE', 500, 'a container needs at least one app');
+    this.#apps = new Map(options.apps.map((a) => [a.name, a]));
+    this.name = options.apps.map((a) => a.name).join('+');
+    this.#router = new AppRouter(options.rules ?? [], options.apps[0]!.name, [...this.#apps.keys()]);
+    this.#appOptions = options.appOptions ?? {};
+    this.sessions.onCreated = (s) => {
+      this.counters.sessionsCreated++;
+      this.#apps.get(s.appName)?.sessionCreated?.(s);
+    };
+    this.sessions.onDestroyed = (s) => this.#apps.get(s.appName)?.sessionDestroyed?.(s);
+  }
+
+  async start(node: SipNode): Promise<void> {
+    this.#node = node;
+    this.#core = new ProxyCore(node.stack, { recordRoute: true });
+    const proto = node.stack.transport.defaultProtocol;
+    this.#localUri = `sip:${node.stack.transport.sentBy(proto)}${proto === 'TCP' ? ';transport=tcp' : ''}`;
+    this.#contact = `<${this.#localUri}>`;
+    for (const app of this.#apps.values()) await app.init?.(this.#context());
+  }
+
+  async stop(): Promise<void> {
+    for (const t of this.#timers.values()) clearTimeout(t);
+    this.#timers.clear();
+    for (const app of this.#apps.values()) await app.destroy?.();
+    this.sessions.clear();
+  }
+
+  #context(): AppContext {
+    return {
+      createRequest: (method, o) => this.#createUacRequest(method, o),
+      createRequestInDialog: (session, method) => {
+        if (session.dialog === null || session.dialog.state === 'terminated') {
+          throw new SipError('SIP_INVALID_STATE', 500, `session ${session.id} has no dialog to send ${method} in`);
+        }
+        const raw = session.dialog.createRequest(method, { contact: this.#contact });
+        return new OutgoingRequest(raw, session, this);
+      },
+      createTimer: (s, ms, info, o) => this.#createTimer(s, ms, info, o?.persistent ?? false),
+      createApplicationSession: () => this.sessions.create(this.#router.defaultApp),
+      localUri: this.#localUri,
+      options: this.#appOptions,
+    };
+  }
+
+  // ---- requests from the stack ----
+
+  onRequest(req: SipRequest, tx: ServerTransaction | null, source: Source): void {
+    this.counters.requests++;
+    if (req.method === 'CANCEL' && tx !== null) {
+      this.#onCancel(req, tx);
+      return;
+    }
+    // A proxied dialog: our Record-Route came back as the top Route, with the session key in it.
+    const top = req.has('route') ? req.getAll('route')[0]! : undefined;
+    if (top !== undefined) {
+      const route = parseAddress(top, 'Route');
+      if (this.#core.isLocal(route.uri) && isSipUri(route.uri) && route.uri.params.has(RR_KEY)) {
+        this.#subsequentProxied(req, tx, source, route.uri.params.get(RR_KEY) ?? '');
+        return;
+      }
+    }
+    const toTag = req.toTag;
+    if (toTag !== null) {
+      const appSession = this.sessions.find(toTag);
+      const session = appSession?.sessions.get(toTag);
+      if (session !== undefined && session.dialog !== null) {
+        this.#inDialog(req, tx, source, session);
+        return;
+      }
+      // Not ours (or gone): the app decides, e.g. a proxy routes it on, a UAS answers 481.
+    }
+    const app = this.#apps.get(this.#router.route(req))!;
+    const appSession = this.sessions.create(app.name);
+    const session = appSession.createSession();
+    const wrapped = new IncomingRequest(req, tx, source, session, this, toTag !== null);
+    if (tx !== null) tx.context = { kind: 'uas', request: wrapped } satisfies UasContext;
+    this.#dispatch(app, wrapped);
+    // A session nothing holds on to (an ACK passed on, a request answered at once without a dialog) ends here.
+    if (session.role === 'unset' && (tx === null || tx.lastStatus >= 200)) session.invalidate();
+  }
+
+  onStrayResponse(res: SipResponse, source: Source): void {
+    if (this.#node.stack.dialogs.receiveStray2xx(res)) return;
+    this.#core.forwardStray(res, source);
+  }
+
+  #dispatch(app: SipApplication, req: IncomingRequest): void {
+    const handler = app[req.method.toLowerCase() as 'invite'] ?? app.request;
+    if (handler === undefined) {
+      if (req.method === 'ACK') return;
+      if (req.unknownDialog) {
+        req.reply(481);
+        return;
+      }
+      if (req.method === 'BYE' && req.session.dialog !== null) {
+        req.reply(200);
+        return;
+      }
+      const res = req.createResponse(req.isInitial ? 405 : 501);
+      res.setHeader('allow', this.#allow(app));
+      res.send();
+      return;
+    }
+    this.#run(req, () => handler.call(app, req));
+  }
+
+  /** Runs a handler; a throw or rejection answers the request 500 (or the error's status) when nothing else did. */
+  #run(req: IncomingRequest | null, fn: () => unknown): void {
+    const fail = (err: unknown): void => {
+      this.counters.handlerErrors++;
+      if (req === null || req.method === 'ACK' || req.committed) return;
+      const status = err instanceof SipError && err.status >= 300 && err.status < 700 ? err.status : 500;
+      const reason = err instanceof Error ? err.message.replace(/[\r\n]+/g, ' ').slice(0, 100) : 'Server Internal Error';
+      try {
+        req.reply(status, reason);
+      } catch {
+        // already answered in the meantime
+      }
+    };
+    try {
+      const r = fn();
+      if (r instanceof Promise) r.catch(fail);
+    } catch (err) {
+      fail(err);
+    }
+  }
+
+  #allow(app: SipApplication): string {
+    const methods = ['ACK', 'CANCEL', 'BYE'];
+    for (const m of ['invite', 'register', 'options', 'message', 'info', 'update', 'prack', 'subscribe', 'notify', 'refer'] as const) {
+      if (app[m] !== undefined || app.request !== undefined) methods.push(m.toUpperCase());
+    }
+    return methods.join(', ');
+  }
+
+  // ---- UAS: responses the application sends ----
+
+  sendResponse(req: IncomingRequest, out: OutgoingResponse): void {
+    const tx = req.tx;
+    if (tx === null) throw new SipError('SIP_INVALID_STATE', 500, 'no transaction to answer');
+    const res = out.raw;
+    const session = req.session;
+    const status = res.status;
+    const creates = req.isInitial && DIALOG_CREATING.has(req.method) && status > 100 && status < 300;
+    if (creates) {
+      if (res.toTag === null) res.set('to', `${res.get('to')!};tag=${session.id}`);
+      if (!res.has('contact')) res.set('contact', this.#contact);
+      if (session.dialog === null) {
+        session.dialog = this.#node.stack.dialogs.add(Dialog.fromUas(req.raw, res));
+        session.role = session.role === 'unset' ? 'uas' : session.role;
+      }
+    } else if (req.isInitial && status >= 300 && res.toTag === null && req.method !== 'CANCEL') {
+      res.set('to', `${res.get('to')!};tag=${session.id}`);
+    }
+    if (req.method === 'INVITE' && status >= 200 && status < 300 && session.dialog !== null) {
+      const dialog = session.dialog;
+      this.#node.stack.dialogs.answer(tx, res, dialog, () => this.#ackTimeout(session));
+      return;
+    }
+    tx.respond(res);
+    if (status < 200) return;
+    if ((req.method === 'INVITE' && status >= 300 && req.isInitial) || req.method === 'BYE') this.#endSession(session);
+    else if (session.dialog === null && session.role === 'unset') session.invalidate(); // nothing else to come
+  }
+
+  /** The 2xx was never ACKed (§13.3.1.4): the call cannot go on, so end it with a BYE. */
+  #ackTimeout(session: SipSession): void {
+    if (!session.valid || session.dialog === null) return;
+    this.#sendInDialog(session, 'BYE', undefined, () => {});
+    this.#endSession(session);
+  }
+
+  #endSession(session: SipSession): void {
+    if (session.dialog !== null) this.#node.stack.dialogs.remove(session.dialog);
+    session.invalidate();
+  }
+
+  // ---- CANCEL ----
+
+  #onCancel(cancel: SipRequest, tx: ServerTransaction): void {
+    const invite = this.#node.stack.transactions.findInviteForCancel(cancel);
+    const ctx = invite?.context as UasContext | { server: ServerTransaction } | null | undefined;
+    if (invite === undefined || ctx === null || ctx === undefined || !('kind' in ctx)) {
+      // A proxied INVITE (or none): the proxy core answers the CANCEL and cancels the branches.
+      this.#core.receive(cancel, tx);
+      return;
+    }
+    tx.reply(200);
+    const req = ctx.request;
+    const session = req.session;
+    const linked = session.linked;
+    if (linked !== null) {
+      // B2BUA: cancel the other leg; its 487 comes back and is relayed.
+      this.#legs.get(linked)?.invite?.cancel();
+      return;
+    }
+    if (invite.lastStatus < 200) {
+      const app = this.#apps.get(session.appSession.appName);
+      if (app?.cancel !== undefined) {
+        const wrapped = new IncomingRequest(cancel, null, req.source, session, this);
+        this.#run(null, () => app.cancel!(wrapped));
+      }
+      if (invite.lastStatus < 200) req.reply(487);
+    }
+  }
+
+  // ---- proxying ----
+
+  proxy(req: IncomingRequest, targets: string[], options: ProxyToOptions): void {
+    const session = req.session;
+    if (req.tx !== null && !this.#core.receive(req.raw, req.tx)) return;
+    const routed = this.#core.routeDestination(req.raw);
+    const list: ProxyTarget[] = targets.map((t) => {
+      const dest = options.nextHop !== undefined ? this.#nextHop(options.nextHop) : routed ?? uriDestination(parseUri(t));
+      return t === req.uriText ? { dest } : { dest, requestUri: t };
+    });
+    const recordRoute = options.recordRoute ?? true;
+    if (recordRoute && req.isInitial) session.role = 'proxy';
+    const app = this.#apps.get(session.appSession.appName)!;
+    const supervised = options.supervised !== false && (app.provisionalResponse !== undefined || app.successResponse !== undefined || app.errorResponse !== undefined);
+    this.#core.forward(req.raw, req.tx, list, {
+      parallel: options.parallel,
+      branchTimeoutMs: options.branchTimeoutMs,
+      recordRoute,
+      recordRouteParams: `;${RR_KEY}=${session.appSession.id}`,
+      onResponse: supervised ? (res) => this.#responseHandler(app, new IncomingResponse(res, session, true, this)) : undefined,
+      // A proxied call that failed, or a proxied request that makes no dialog, leaves nothing to keep.
+      onFinal: (status) => { if (status >= 300 || session.role !== 'proxy') session.appSession.invalidate(); },
+    });
+  }
+
+  #nextHop(hostPort: string): Destination {
+    const { host, port } = parseHostPort(hostPort);
+    return { protocol: this.#node.stack.transport.defaultProtocol, host, port };
+  }
+
+  /** An in-dialog request of a record-routed proxy session: route it on (any node can), then tell the app. */
+  #subsequentProxied(req: SipRequest, tx: ServerTransaction | null, source: Source, key: string): void {
+    if (!this.#core.receive(req, tx)) return;
+    const dest = this.#core.routeDestination(req) ?? (this.#core.isLocal(req.uri) ? null : uriDestination(req.uri));
+    if (dest === null) {
+      tx?.reply(404, 'No Route');
+      return;
+    }
+    this.#core.forward(req, tx, { dest });
+    const appSession = this.sessions.find(key);
+    const session = appSession?.sessions.values().next().value;
+    if (appSession === undefined || session === undefined) return;
+    const app = this.#apps.get(appSession.appName);
+    const handler = app?.[req.method.toLowerCase() as 'bye'];
+    if (app !== undefined && handler !== undefined) {
+      const wrapped = new IncomingRequest(req, tx, source, session, this);
+      wrapped.markCommitted();
+      this.#run(null, () => handler.call(app, wrapped));
+    }
+    if (req.method === 'BYE') appSession.invalidate();
+  }
+
+  #responseHandler(app: SipApplication, res: IncomingResponse): void {
+    const s = res.status;
+    const h: ResponseHandler | undefined = s < 200 ? app.provisionalResponse : s < 300 ? app.successResponse : app.errorResponse;
+    if (h !== undefined) this.#run(null, () => h.call(app, res));
+  }
+
+  // ---- in-dialog requests to a UAS/UAC leg (and B2BUA relaying) ----
+
+  #inDialog(req: SipRequest, tx: ServerTransaction | null, source: Source, session: SipSession): void {
+    const dialog = session.dialog!;
+    if (req.method === 'ACK') {
+      this.#node.stack.dialogs.receiveAck(req, dialog);
+    } else {
+      try {
+        dialog.receiveRequest(req);
+      } catch (err) {
+        tx?.reply(err instanceof SipError ? err.status : 500, err instanceof Error ? err.message : undefined);
+        return;
+      }
+    }
+    const app = this.#apps.get(session.appSession.appName)!;
+    const wrapped = new IncomingRequest(req, tx, source, session, this);
+    if (tx !== null) tx.context = { kind: 'uas', request: wrapped } satisfies UasContext;
+    // A B2BUA leg: the container relays to the other leg (the app saw the call when it was set up).
+    if (session.linked !== null) {
+      this.#relayInDialog(wrapped, session.linked);
+      return;
+    }
+    this.#dispatch(app, wrapped);
+  }
+
+  /** B2BUA: an in-dialog request on one leg becomes the same request on the other (§ issue: pass-through). */
+  #relayInDialog(req: IncomingRequest, other: SipSession): void {
+    if (req.method === 'ACK') return; // the other leg's 2xx was ACKed when it arrived
+    if (req.method === 'BYE') {
+      req.reply(200);
+      this.#sendInDialog(other, 'BYE', undefined, () => {});
+      this.#endSession(other);
+      return;
+    }
+    const contentType = req.header('content-type');
+    this.#sendInDialog(other, req.method, { body: req.body, contentType }, (res) => {
+      if (res.status < 200 && res.status !== 100) {
+        req.reply(res.status, res.reason);
+        return;
+      }
+      if (res.status < 200) return;
+      const out = req.createResponse(res.status, res.reason);
+      if (res.body.length > 0) out.setBody(res.body, res.get('content-type'));
+      out.send();
+    });
+  }
+
+  /** Sends a request inside a leg's dialog; 2xx to INVITE are ACKed at once. */
+  #sendInDialog(session: SipSession, method: string, content: { body: Buffer; contentType: string | undefined } | undefined, onFinal: (res: SipResponse) => void): void {
+    const dialog = session.dialog;
+    if (dialog === null || dialog.state === 'terminated') return;
+    const out = dialog.createRequest(method, { contact: this.#contact, body: content?.body });
+    if (content?.contentType !== undefined) out.set('content-type', content.contentType);
+    this.#node.stack.dialogs.send(out, {
+      onResponse: (res) => {
+        dialog.receiveResponse(res);
+        if (method === 'INVITE' && res.status >= 200 && res.status < 300) this.#node.stack.dialogs.ack(dialog, res);
+        onFinal(res);
+      },
+    });
+  }
+
+  // ---- B2BUA ----
+
+  b2bua(req: IncomingRequest, options: B2buaOptions): OutgoingRequest {
+    const a = req.session;
+    const b = a.appSession.createSession();
+    a.role = 'uas';
+    b.role = 'uac';
+    a.linked = b;
+    b.linked = a;
+    const raw = req.raw;
+    const headers: HeaderField[] = [
+      { name: 'Max-Forwards', key: 'max-forwards', value: String((raw.maxForwards ?? 70) - 1) },
+      { name: 'From', key: 'from', value: `${stripTag(options.from ?? raw.get('from')!)};tag=${b.id}` },
+      { name: 'To', key: 'to', value: stripTag(options.to ?? raw.get('to')!) },
+      { name: 'Call-ID', key: 'call-id', value: `${b.id}@sipfleet` },
+      { name: 'CSeq', key: 'cseq', value: `1 ${raw.method}` },
+      { name: 'Contact', key: 'contact', value: this.#contact },
+    ];
+    const ct = raw.get('content-type');
+    if (ct !== undefined) headers.push({ name: 'Content-Type', key: 'content-type', value: ct });
+    const out = new OutgoingRequest(new SipRequest(raw.method, options.requestUri ?? raw.uriText, headers, raw.body), b, this);
+    out.via = options.via;
+    this.#startLeg(out, req);
+    return out;
+  }
+
+  /** Sends the outgoing leg's INVITE and relays its responses to the incoming leg. */
+  #startLeg(out: OutgoingRequest, inbound: IncomingRequest): void {
+    const b = out.session;
+    const a = inbound.session;
+    const leg: LegState = { invite: null };
+    this.#legs.set(b, leg);
+    const dest = out.via !== undefined ? this.#nextHop(out.via) : this.#node.stack.dialogs.destinationOf(out.raw);
+    const app = this.#apps.get(b.appSession.appName)!;
+    leg.invite = this.#node.stack.transactions.request(out.raw, dest, {
+      onResponse: (res, ct) => {
+        const status = res.status;
+        if (status === 100) return;
+        if (status >= 200) leg.invite = null;
+        if (res.toTag !== null && status < 300 && b.dialog === null) {
+          b.dialog = this.#node.stack.dialogs.add(Dialog.fromUac(ct.request, res));
+        } else if (b.dialog !== null) {
+          b.dialog.receiveResponse(res);
+        }
+        this.#responseHandler(app, new IncomingResponse(res, b, false, this));
+        const answered = inbound.tx === null || inbound.tx.lastStatus >= 200;
+        if (status >= 200 && status < 300) {
+          this.#node.stack.dialogs.ack(b.dialog!, res);
+          if (answered) {
+            // The caller gave up (CANCEL crossed the 2xx): hang up the callee.
+            this.#sendInDialog(b, 'BYE', undefined, () => {});
+            this.#endSession(b);
+            return;
+          }
+        }
+        if (answered) return;
+        const relay = inbound.createResponse(status, res.reason);
+        if (res.body.length > 0) relay.setBody(res.body, res.get('content-type'));
+        relay.send();
+        if (status >= 300) {
+          this.#endSession(b);
+          this.#endSession(a);
+        }
+      },
+    });
+  }
+
+  // ---- UAC ----
+
+  #createUacRequest(method: string, o: Parameters<AppContext['createRequest']>[1]): OutgoingRequest {
+    const appSession = o.appSession ?? this.sessions.create(this.#router.defaultApp);
+    const session = appSession.createSession();
+    session.role = 'uac';
+    const to = parseAddress(o.to, 'to');
+    const headers: HeaderField[] = [
+      { name: 'Max-Forwards', key: 'max-forwards', value: '70' },
+      { name: 'From', key: 'from', value: `${stripTag(o.from)};tag=${session.id}` },
+      { name: 'To', key: 'to', value: stripTag(o.to) },
+      { name: 'Call-ID', key: 'call-id', value: `${session.id}@sipfleet` },
+      { name: 'CSeq', key: 'cseq', value: `1 ${method}` },
+      { name: 'Contact', key: 'contact', value: this.#contact },
+    ];
+    for (const [k, v] of Object.entries(o.headers ?? {})) headers.push({ name: k, key: k.toLowerCase(), value: v });
+    const body = o.body === undefined ? undefined : typeof o.body === 'string' ? Buffer.from(o.body, 'utf8') : o.body;
+    if (o.contentType !== undefined) headers.push({ name: 'Content-Type', key: 'content-type', value: o.contentType });
+    const uri = o.requestUri ?? (isSipUri(to.uri) ? o.to.replace(/^.*<|>.*$/g, '') : o.to);
+    return new OutgoingRequest(new SipRequest(method, uri, headers, body), session, this);
+  }
+
+  send(out: OutgoingRequest): void {
+    const session = out.session;
+    const app = this.#apps.get(session.appSession.appName)!;
+    const dest = out.via !== undefined ? this.#nextHop(out.via) : this.#node.stack.dialogs.destinationOf(out.raw);
+    this.#node.stack.transactions.request(out.raw, dest, {
+      onResponse: (res, ct) => {
+        if (res.status === 100) return;
+        if (out.method === 'BYE' && res.status >= 200) this.#endSession(session);
+        if (res.toTag !== null && res.status < 300 && DIALOG_CREATING.has(out.method) && session.dialog === null) {
+          session.dialog = this.#node.stack.dialogs.add(Dialog.fromUac(ct.request, res));
+        } else {
+          session.dialog?.receiveResponse(res);
+        }
+        this.#responseHandler(app, new IncomingResponse(res, session, false, this));
+      },
+    });
+  }
+
+  ack(res: IncomingResponse): void {
+    const dialog = res.session.dialog;
+    if (dialog === null || res.status < 200 || res.status >= 300) throw new SipError('SIP_INVALID_STATE', 500, 'only a 2xx to INVITE in a dialog is ACKed');
+    this.#node.stack.dialogs.ack(dialog, res.raw);
+  }
+
+  // ---- timers ----
+
+  #createTimer(appSession: SipApplicationSession, delayMs: number, info: unknown, persistent: boolean): AppTimer {
+    assertJson('timer info', info);
+    const id = `${appSession.id}.t${++this.#timerSeq}`;
+    const timer: AppTimer = {
+      id,
+      info,
+      appSession,
+      persistent,
+      cancel: () => {
+        const t = this.#timers.get(id);
+        if (t !== undefined) clearTimeout(t);
+        this.#timers.delete(id);
+      },
+    };
+    this.#timers.set(id, setTimeout(() => {
+      this.#timers.delete(id);
+      if (!appSession.valid) return;
+      const app = this.#apps.get(appSession.appName);
+      if (app?.timeout !== undefined) this.#run(null, () => app.timeout!(timer));
+    }, Math.max(0, delayMs)));
+    return timer;
+  }
+}
+
+function stripTag(value: string): string {
+  return value.replace(/;\s*tag=[^;>]*/i, '');
+}
+

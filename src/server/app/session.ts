@@ -1,0 +1,169 @@
+import { newTag } from '../../sip/transaction/keys.ts';
+import type { Dialog } from '../../sip/dialog/dialog.ts';
+import { Attributes, type JsonValue } from './attributes.ts';
+
+export type SessionRole = 'unset' | 'uas' | 'uac' | 'proxy';
+
+/**
+ * One leg of a call (JSR 289 SipSession): a dialog (UAS or UAC side) or a proxied transaction chain. Its id
+ * is carried in the messages themselves (our tag, or a Record-Route parameter), never only in a node's memory.
+ */
+export class SipSession {
+  readonly id: string;
+  readonly appSession: SipApplicationSession;
+  readonly attributes = new Attributes();
+  role: SessionRole = 'unset';
+  /** The dialog, once a response with a To tag created it (UAS/UAC roles). */
+  dialog: Dialog | null = null;
+  /** The other leg of a B2BUA. */
+  linked: SipSession | null = null;
+  #valid = true;
+
+  constructor(id: string, appSession: SipApplicationSession) {
+    this.id = id;
+    this.appSession = appSession;
+  }
+
+  get valid(): boolean {
+    return this.#valid;
+  }
+
+  get state(): 'initial' | 'early' | 'confirmed' | 'terminated' {
+    if (!this.#valid) return 'terminated';
+    return this.dialog === null ? 'initial' : this.dialog.state;
+  }
+
+  getAttribute<T extends JsonValue = JsonValue>(name: string): T | undefined {
+    return this.attributes.get<T>(name);
+  }
+
+  setAttribute(name: string, value: unknown): void {
+    this.attributes.set(name, value);
+  }
+
+  removeAttribute(name: string): boolean {
+    return this.attributes.remove(name);
+  }
+
+  /** Ends this leg; the application session ends with its last leg. */
+  invalidate(): void {
+    if (!this.#valid) return;
+    this.#valid = false;
+    this.dialog?.terminate();
+    this.appSession.removeSession(this);
+  }
+}
+
+/** Groups the legs of one call and carries the application's state (JSR 289 SipApplicationSession). */
+export class SipApplicationSession {
+  readonly id: string;
+  readonly appName: string;
+  readonly attributes = new Attributes();
+  readonly sessions = new Map<string, SipSession>();
+  readonly createdAt = Date.now();
+  /** Epoch ms after which the session is invalidated by the container; 0: when its last leg ends. */
+  expiresAt = 0;
+  #valid = true;
+  #manager: SessionManager;
+
+  constructor(id: string, appName: string, manager: SessionManager) {
+    this.id = id;
+    this.appName = appName;
+    this.#manager = manager;
+  }
+
+  get valid(): boolean {
+    return this.#valid;
+  }
+
+  getAttribute<T extends JsonValue = JsonValue>(name: string): T | undefined {
+    return this.attributes.get<T>(name);
+  }
+
+  setAttribute(name: string, value: unknown): void {
+    this.attributes.set(name, value);
+  }
+
+  removeAttribute(name: string): boolean {
+    return this.attributes.remove(name);
+  }
+
+  /** A new leg, with an id that starts with this session's id (so the message carries both). */
+  createSession(): SipSession {
+    const s = new SipSession(`${this.id}.${newTag()}`, this);
+    this.sessions.set(s.id, s);
+    return s;
+  }
+
+  removeSession(s: SipSession): void {
+    this.sessions.delete(s.id);
+    if (this.sessions.size === 0 && this.expiresAt === 0) this.invalidate();
+  }
+
+  /** Keeps the session for `ms` even without legs (0: end with the last leg). */
+  setExpires(ms: number): void {
+    this.expiresAt = ms > 0 ? Date.now() + ms : 0;
+    this.#manager.scheduleExpiry(this);
+  }
+
+  invalidate(): void {
+    if (!this.#valid) return;
+    this.#valid = false;
+    for (const s of [...this.sessions.values()]) s.invalidate();
+    this.#manager.remove(this);
+  }
+}
+
+/**
+ * The node's application sessions by id. Today it is the node-local cache; with replication it is backed by the
+ * shared store, and `find` is where a session of a failed node is loaded.
+ */
+export class SessionManager {
+  readonly #sessions = new Map<string, SipApplicationSession>();
+  readonly #expiry = new Map<string, NodeJS.Timeout>();
+  onCreated: ((s: SipApplicationSession) => void) | null = null;
+  onDestroyed: ((s: SipApplicationSession) => void) | null = null;
+
+  get size(): number {
+    return this.#sessions.size;
+  }
+
+  create(appName: string): SipApplicationSession {
+    // Ids are tags (token characters, no '.') so they can lead a To tag or sit in a URI parameter.
+    const s = new SipApplicationSession(newTag(), appName, this);
+    this.#sessions.set(s.id, s);
+    this.onCreated?.(s);
+    return s;
+  }
+
+  /** The application session a key names: an app session id, or a leg id / tag starting with one. */
+  find(key: string): SipApplicationSession | undefined {
+    const dot = key.indexOf('.');
+    return this.#sessions.get(dot === -1 ? key : key.slice(0, dot));
+  }
+
+  remove(s: SipApplicationSession): void {
+    if (this.#sessions.get(s.id) !== s) return;
+    this.#sessions.delete(s.id);
+    const t = this.#expiry.get(s.id);
+    if (t !== undefined) clearTimeout(t);
+    this.#expiry.delete(s.id);
+    this.onDestroyed?.(s);
+  }
+
+  scheduleExpiry(s: SipApplicationSession): void {
+    const old = this.#expiry.get(s.id);
+    if (old !== undefined) clearTimeout(old);
+    this.#expiry.delete(s.id);
+    if (s.expiresAt === 0) return;
+    const t = setTimeout(() => s.invalidate(), Math.max(0, s.expiresAt - Date.now()));
+    t.unref();
+    this.#expiry.set(s.id, t);
+  }
+
+  clear(): void {
+    for (const t of this.#expiry.values()) clearTimeout(t);
+    this.#expiry.clear();
+    this.#sessions.clear();
+  }
+}
