@@ -18,6 +18,7 @@ Commands:
               --ring-ms N           uas: ring for N ms before answering (default 0)
               --call-ms N           uas: hang up after N ms (default 0: never)
               --no-record-route     proxy: do not insert Record-Route
+              --option KEY=VALUE    an option for the app (repeatable)
               --t1 MS --t2 MS --t4 MS  RFC 3261 timer values
               --trace-sip           print every SIP message sent and received
   help      this text
@@ -101,6 +102,7 @@ async function runNode(argv: string[]): Promise<number> {
       t2: { type: 'string' },
       t4: { type: 'string' },
       'trace-sip': { type: 'boolean', default: false },
+      option: { type: 'string', multiple: true },
     },
     strict: true,
   });
@@ -122,7 +124,14 @@ async function runNode(argv: string[]): Promise<number> {
       throw new ConfigError('--route-to', (err as Error).message);
     }
   }
+  const extra: Record<string, string> = {};
+  for (const o of values.option ?? []) {
+    const eq = o.indexOf('=');
+    if (eq <= 0) throw new ConfigError('--option', `expected KEY=VALUE, got "${o}"`);
+    extra[o.slice(0, eq)] = o.slice(eq + 1);
+  }
   const appOptions: AppOptions = {
+    ...extra,
     routeTo: values['route-to'],
     recordRoute: !values['no-record-route'],
     ringMs: positiveInt('--ring-ms', values['ring-ms'], 0),

@@ -7,4 +7,6 @@ export interface AppOptions {
   ringMs?: number;
   /** How long the uas keeps a call before hanging up itself, in ms (0: never). */
   callMs?: number;
+  /** Anything else given with --option KEY=VALUE. */
+  [key: string]: unknown;
 }

@@ -45,6 +45,7 @@ export class ClientTransaction {
   #timeout: NodeJS.Timeout | null = null;
   #end: NodeJS.Timeout | null = null;
   #cancelPending: SipRequest | null = null;
+  #cancelled = false;
   /** The last provisional or final status seen (0 before any). */
   lastStatus = 0;
   /** Free for the TU. */
@@ -207,6 +208,8 @@ export class ClientTransaction {
    */
   cancel(extraHeaders: HeaderField[] = []): boolean {
     if (!this.isInvite || (this.state !== 'calling' && this.state !== 'proceeding') || this.#request === null) return false;
+    if (this.#cancelled) return true; // one CANCEL per INVITE, however many reasons there are to send it
+    this.#cancelled = true;
     const req = this.request;
     const headers = sameTransactionHeaders(req, true);
     headers.push({ name: 'CSeq', key: 'cseq', value: `${req.cseq.seq} CANCEL` });

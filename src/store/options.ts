@@ -1,0 +1,60 @@
+/**
+ * Options shared by every backend, and the bundle openStores() returns. Every field has a default suited to a
+ * production node; tests shorten the timers and isolate their data with redisKeyPrefix / pgSchema.
+ */
+import type { CredentialStore } from './credentials.ts';
+import type { StoreError } from './errors.ts';
+import type { LocationStore } from './location.ts';
+
+export interface StoreOptions {
+  /** How often expired bindings are deleted in the background, ms; 0 turns the timer off. Default 60 000. */
+  purgeIntervalMs?: number;
+  /** Bound on establishing a connection at start-up, ms. Default 5 000. */
+  connectTimeoutMs?: number;
+  /** Bound on one operation (Redis command, Postgres statement, SQLite lock wait), ms. Default 5 000. */
+  operationTimeoutMs?: number;
+  /** Redis: prefix of every key (no '{' or '}'). Default 'sipfleet:'. */
+  redisKeyPrefix?: string;
+  /** Postgres: schema holding the tables, created if absent. Default 'public'. */
+  pgSchema?: string;
+  /** Postgres: pool size. Default 10. */
+  pgPoolSize?: number;
+  /**
+   * Failures no caller awaits: a background purge, a lost Redis/Postgres connection (reported once per outage).
+   * Default: one line on stderr.
+   */
+  onError?: (err: StoreError) => void;
+}
+
+export interface Stores {
+  location: LocationStore;
+  credentials: CredentialStore;
+  /** Stops the purge timer and closes the connection or file. Idempotent. */
+  close(): Promise<void>;
+}
+
+export interface ResolvedOptions {
+  purgeIntervalMs: number;
+  connectTimeoutMs: number;
+  operationTimeoutMs: number;
+  redisKeyPrefix: string;
+  pgSchema: string;
+  pgPoolSize: number;
+  onError: (err: StoreError) => void;
+}
+
+const logToStderr = (err: StoreError): void => {
+  process.stderr.write(`sipfleet store: ${err.message}\n`);
+};
+
+export function resolveOptions(o: StoreOptions = {}): ResolvedOptions {
+  return {
+    purgeIntervalMs: o.purgeIntervalMs ?? 60_000,
+    connectTimeoutMs: o.connectTimeoutMs ?? 5_000,
+    operationTimeoutMs: o.operationTimeoutMs ?? 5_000,
+    redisKeyPrefix: o.redisKeyPrefix ?? 'sipfleet:',
+    pgSchema: o.pgSchema ?? 'public',
+    pgPoolSize: o.pgPoolSize ?? 10,
+    onError: o.onError ?? logToStderr,
+  };
+}
