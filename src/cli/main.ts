@@ -4,6 +4,9 @@ import { parseArgs } from 'node:util';
 import type { AppOptions } from '../server/app-options.ts';
 import { SipNode, type NodeApp } from '../server/node.ts';
 import { AppContainer } from '../server/app/container.ts';
+import { DigestAuthenticator } from '../server/auth/digest.ts';
+import { Registrar } from '../server/registrar.ts';
+import { openStores, type Stores } from '../store/index.ts';
 import type { SipApplication } from '../server/app/types.ts';
 import { parseHostPort, type ListenAddress, type TransportProtocol } from '../sip/transport/types.ts';
 
@@ -21,6 +24,12 @@ Commands:
               --option KEY=VALUE    an option for the app (repeatable)
               --t1 MS --t2 MS --t4 MS  RFC 3261 timer values
               --trace-sip           print every SIP message sent and received
+              --store URL           location/credential store: sqlite:PATH, redis://…, postgres://…
+                                    (turns on the registrar)
+              --auth-realm REALM    digest-authenticate REGISTER (secret: SIPFLEET_AUTH_SECRET)
+              --auth-invites        also challenge initial INVITEs (407)
+              --node-id ID          this node's id, recorded with its registrations
+  user      add USER PASSWORD | del USER  --realm REALM --store URL
   help      this text
 `;
 
@@ -103,6 +112,10 @@ async function runNode(argv: string[]): Promise<number> {
       t4: { type: 'string' },
       'trace-sip': { type: 'boolean', default: false },
       option: { type: 'string', multiple: true },
+      store: { type: 'string' },
+      'auth-realm': { type: 'string' },
+      'auth-invites': { type: 'boolean', default: false },
+      'node-id': { type: 'string' },
     },
     strict: true,
   });
@@ -137,6 +150,26 @@ async function runNode(argv: string[]): Promise<number> {
     ringMs: positiveInt('--ring-ms', values['ring-ms'], 0),
     callMs: positiveInt('--call-ms', values['call-ms'], 0),
   };
+  // A shared location store turns on the registrar (and, with --auth-realm, digest authentication).
+  let stores: Stores | null = null;
+  if (values.store !== undefined) {
+    stores = await openStores(values.store);
+    const realm = values['auth-realm'];
+    let authenticator: DigestAuthenticator | null = null;
+    if (realm !== undefined) {
+      const secret = process.env.SIPFLEET_AUTH_SECRET;
+      if (secret === undefined) throw new ConfigError('SIPFLEET_AUTH_SECRET', 'the cluster secret for digest nonces must be set in the environment when --auth-realm is given');
+      const credentials = stores.credentials;
+      const lookup = (username: string, r: string) => credentials.get(username, r);
+      authenticator = new DigestAuthenticator({ realm, secret, credentials: lookup });
+      if (values['auth-invites']) appOptions.inviteAuthenticator = new DigestAuthenticator({ realm, secret, credentials: lookup, proxy: true });
+    } else if (values['auth-invites']) {
+      throw new ConfigError('--auth-invites', 'needs --auth-realm');
+    }
+    appOptions.registrar = new Registrar({ location: stores.location, authenticator, nodeId: values['node-id'] ?? null });
+  } else if (values['auth-realm'] !== undefined) {
+    throw new ConfigError('--auth-realm', 'needs --store (credentials live in the store)');
+  }
   const app = await loadApp(values.app!, appOptions);
   const timers = {
     t1: positiveInt('--t1', values.t1, 500, false),
@@ -157,6 +190,34 @@ async function runNode(argv: string[]): Promise<number> {
     process.once('SIGINT', stop);
   });
   await node.close();
+  await stores?.close();
+  return 0;
+}
+
+/** `sipfleet user add USER PASSWORD --realm R --store URL` / `sipfleet user del USER --realm R --store URL`. */
+async function runUser(argv: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    options: { realm: { type: 'string' }, store: { type: 'string' } },
+    allowPositionals: true,
+    strict: true,
+  });
+  const [action, username, password] = positionals;
+  if (values.store === undefined) throw new ConfigError('--store', 'required');
+  if (values.realm === undefined) throw new ConfigError('--realm', 'required');
+  if (username === undefined || (action === 'add' && password === undefined) || (action !== 'add' && action !== 'del')) {
+    throw new ConfigError('user', 'usage: sipfleet user add USER PASSWORD | del USER --realm R --store URL');
+  }
+  const stores = await openStores(values.store);
+  try {
+    if (action === 'add') await stores.credentials.set(username, values.realm, password!);
+    else if (!(await stores.credentials.delete(username, values.realm))) {
+      process.stderr.write(`sipfleet: no user ${username} in realm ${values.realm}\n`);
+      return 1;
+    }
+  } finally {
+    await stores.close();
+  }
   return 0;
 }
 
@@ -166,6 +227,8 @@ export async function main(argv: string[]): Promise<number> {
     switch (command) {
       case 'node':
         return await runNode(rest);
+      case 'user':
+        return await runUser(rest);
       case undefined:
       case 'help':
       case '--help':
@@ -177,7 +240,7 @@ export async function main(argv: string[]): Promise<number> {
         return 1;
     }
   } catch (err) {
-    if (err instanceof ConfigError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
+    if (err instanceof ConfigError || (err as { key?: unknown }).key !== undefined || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
       process.stderr.write(`sipfleet: ${(err as Error).message}\n`);
       return 2;
     }

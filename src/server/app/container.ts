@@ -274,7 +274,7 @@ export class AppContainer implements NodeApp, ContainerOps {
 
   proxy(req: IncomingRequest, targets: string[], options: ProxyToOptions): void {
     const session = req.session;
-    if (req.tx !== null && !this.#core.receive(req.raw, req.tx)) return;
+    if (!this.#core.receive(req.raw, req.tx)) return;
     const routed = this.#core.routeDestination(req.raw);
     const list: ProxyTarget[] = targets.map((t) => {
       const dest = options.nextHop !== undefined ? this.#nextHop(options.nextHop) : routed ?? uriDestination(parseUri(t));

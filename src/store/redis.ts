@@ -1,0 +1,340 @@
+/**
+ * Redis backend (ioredis): standalone, TLS, Sentinel or Cluster, shared by every node of a sipfleet cluster.
+ *
+ * One hash per AOR, PREFIX + 'loc:{' + aor + '}': field = bindingKey(), value = the binding as JSON. The key
+ * is one key per AOR, so a Cluster keeps an AOR in one slot and every script below touches a single key.
+ * Writes go through Lua scripts, so an upsert and the key's TTL update are one atomic step: two nodes
+ * registering contacts of the same AOR at once each add their own field and neither loses the other's, and
+ * the TTL always covers the latest expiry (Redis then drops a fully expired AOR by itself). The periodic
+ * purge deletes expired fields of AORs that still have live ones.
+ */
+import { Cluster, Redis, type ClusterOptions, type RedisOptions } from 'ioredis';
+import { credentialFrom, ha1sFor, type Credential, type CredentialStore, type Ha1Values } from './credentials.ts';
+import { StoreError, toStoreError } from './errors.ts';
+import { bindingKey, compareBindings, normalizeBinding, type Binding, type LocationStore } from './location.ts';
+import { resolveOptions, type ResolvedOptions, type StoreOptions, type Stores } from './options.ts';
+import { startPurger, type Purger } from './purger.ts';
+import type { HostPort, StoreConfig } from './url.ts';
+
+export type RedisConfig = Extract<StoreConfig, { kind: 'redis' }>;
+type Client = Redis | Cluster;
+
+// Sets the AOR key's expiry to its latest binding's, or deletes it when none is live. Shared by the scripts.
+const RETIME = `
+local function retime(key, now)
+  local latest = 0
+  for _, v in ipairs(redis.call('HVALS', key)) do
+    local e = cjson.decode(v).expiresAt
+    if e > latest then latest = e end
+  end
+  if latest > now then
+    redis.call('PEXPIREAT', key, string.format('%.0f', latest))
+  else
+    redis.call('DEL', key)
+  end
+end
+`;
+
+const SCRIPTS = {
+  // KEYS[1] AOR key; ARGV field, binding JSON, now.
+  sipfleetLocPut: `${RETIME}
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+retime(KEYS[1], tonumber(ARGV[3]))
+return 1`,
+  // ARGV contact, now. Returns how many live bindings were removed.
+  sipfleetLocRemove: `${RETIME}
+local now, live, removed = tonumber(ARGV[2]), 0, 0
+local all = redis.call('HGETALL', KEYS[1])
+for i = 1, #all, 2 do
+  local b = cjson.decode(all[i + 1])
+  if b.contact == ARGV[1] then
+    redis.call('HDEL', KEYS[1], all[i])
+    removed = removed + 1
+    if b.expiresAt > now then live = live + 1 end
+  end
+end
+if removed > 0 then retime(KEYS[1], now) end
+return live`,
+  // ARGV now. Deletes the AOR; returns how many live bindings it had.
+  sipfleetLocRemoveAll: `
+local now, live = tonumber(ARGV[1]), 0
+for _, v in ipairs(redis.call('HVALS', KEYS[1])) do
+  if cjson.decode(v).expiresAt > now then live = live + 1 end
+end
+redis.call('DEL', KEYS[1])
+return live`,
+  // ARGV now. Deletes expired fields; returns how many.
+  sipfleetLocPurge: `${RETIME}
+local now, n = tonumber(ARGV[1]), 0
+local all = redis.call('HGETALL', KEYS[1])
+for i = 1, #all, 2 do
+  if cjson.decode(all[i + 1]).expiresAt <= now then
+    redis.call('HDEL', KEYS[1], all[i])
+    n = n + 1
+  end
+end
+if n > 0 then retime(KEYS[1], now) end
+return n`,
+} as const;
+
+interface Scripts {
+  sipfleetLocPut(key: string, field: string, json: string, now: number): Promise<number>;
+  sipfleetLocRemove(key: string, contact: string, now: number): Promise<number>;
+  sipfleetLocRemoveAll(key: string, now: number): Promise<number>;
+  sipfleetLocPurge(key: string, now: number): Promise<number>;
+}
+
+/** Escapes Redis glob metacharacters, so a key prefix is matched literally by SCAN. */
+const globEscape = (s: string): string => s.replace(/[*?[\]\\]/g, '\\$&');
+
+const describe = (cfg: RedisConfig): string => {
+  const hp = (n: HostPort): string => (n.host.includes(':') ? `[${n.host}]:${n.port}` : `${n.host}:${n.port}`);
+  if (cfg.mode === 'standalone') return `Redis at ${hp(cfg.node)}${cfg.tls ? ' (TLS)' : ''} db ${cfg.db}`;
+  if (cfg.mode === 'sentinel') return `Redis master "${cfg.masterName}" via Sentinel ${cfg.sentinels.map(hp).join(',')}`;
+  return `Redis Cluster ${cfg.nodes.map(hp).join(',')}`;
+};
+
+/** The connection, shared by the location and credential stores of one openRedisStores() call. */
+class RedisHandle {
+  closed = false;
+  readonly scripts: Scripts;
+  constructor(
+    readonly client: Client,
+    readonly where: string,
+    readonly prefix: string,
+  ) {
+    this.scripts = client as unknown as Scripts;
+  }
+
+  async run<T>(what: string, fn: () => Promise<T>): Promise<T> {
+    if (this.closed) throw new StoreError('STORE_CLOSED', 'Redis store is closed');
+    try {
+      return await fn();
+    } catch (err) {
+      throw toStoreError(err, 'STORE_UNAVAILABLE', `Redis ${what} failed (${this.where})`);
+    }
+  }
+
+  /** Every key matching PREFIX + pattern, in batches; on a Cluster, from every master. */
+  async *scan(pattern: string): AsyncGenerator<string[]> {
+    const masters = this.client instanceof Cluster ? this.client.nodes('master') : [this.client];
+    for (const node of masters) {
+      for await (const keys of node.scanStream({ match: globEscape(this.prefix) + pattern, count: 500 })) {
+        if ((keys as string[]).length > 0) yield keys as string[];
+      }
+    }
+  }
+}
+
+export class RedisLocationStore implements LocationStore {
+  private readonly h: RedisHandle;
+  private readonly purger: Purger;
+  private closed = false;
+
+  constructor(h: RedisHandle, o: ResolvedOptions) {
+    this.h = h;
+    this.purger = startPurger(() => this.purgeExpired(), o.purgeIntervalMs, o.onError);
+  }
+
+  private key(aor: string): string {
+    return `${this.h.prefix}loc:{${aor}}`;
+  }
+
+  async put(binding: Binding): Promise<void> {
+    const b = normalizeBinding(binding);
+    await this.exec('put', () => this.h.scripts.sipfleetLocPut(this.key(b.aor), bindingKey(b), JSON.stringify(b), Date.now()));
+  }
+
+  async remove(aor: string, contact: string): Promise<boolean> {
+    return (await this.exec('remove', () => this.h.scripts.sipfleetLocRemove(this.key(aor), contact, Date.now()))) > 0;
+  }
+
+  async removeAll(aor: string): Promise<number> {
+    return this.exec('removeAll', () => this.h.scripts.sipfleetLocRemoveAll(this.key(aor), Date.now()));
+  }
+
+  async lookup(aor: string): Promise<Binding[]> {
+    const values = await this.exec('lookup', () => this.h.client.hvals(this.key(aor)));
+    const now = Date.now();
+    return values
+      .map((v) => JSON.parse(v) as Binding)
+      .filter((b) => b.expiresAt > now)
+      .sort(compareBindings);
+  }
+
+  async purgeExpired(): Promise<number> {
+    return this.exec('purge', async () => {
+      let n = 0;
+      for await (const keys of this.h.scan('loc:*')) {
+        const now = Date.now();
+        const counts = await Promise.all(keys.map((k) => this.h.scripts.sipfleetLocPurge(k, now)));
+        for (const c of counts) n += c;
+      }
+      return n;
+    });
+  }
+
+  async count(): Promise<number> {
+    return this.exec('count', async () => {
+      let n = 0;
+      for await (const keys of this.h.scan('loc:*')) {
+        const now = Date.now();
+        const all = await Promise.all(keys.map((k) => this.h.client.hvals(k)));
+        for (const values of all) for (const v of values) if ((JSON.parse(v) as Binding).expiresAt > now) n++;
+      }
+      return n;
+    });
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    this.purger.stop();
+  }
+
+  private exec<T>(what: string, fn: () => Promise<T>): Promise<T> {
+    if (this.closed) return Promise.reject(new StoreError('STORE_CLOSED', 'location store is closed'));
+    return this.h.run(what, fn);
+  }
+}
+
+export class RedisCredentialStore implements CredentialStore {
+  constructor(private readonly h: RedisHandle) {}
+
+  // Each part %-encoded: no ':' can make two pairs collide, no '{' can form a hash tag.
+  private key(username: string, realm: string): string {
+    return `${this.h.prefix}cred:${encodeURIComponent(realm)}:${encodeURIComponent(username)}`;
+  }
+
+  async get(username: string, realm: string): Promise<Credential | null> {
+    const f = await this.h.run('credential get', () => this.h.client.hgetall(this.key(username, realm)));
+    if (f.md5 === undefined && f.sha256 === undefined) return null;
+    return credentialFrom(username, realm, f.md5 ?? null, f.sha256 ?? null);
+  }
+
+  async set(username: string, realm: string, secret: string | Ha1Values): Promise<void> {
+    const h = ha1sFor(username, realm, secret);
+    const fields: Record<string, string> = {};
+    if (h.ha1Md5 !== undefined) fields.md5 = h.ha1Md5;
+    if (h.ha1Sha256 !== undefined) fields.sha256 = h.ha1Sha256;
+    const key = this.key(username, realm);
+    // DEL first, in the same transaction, so a replaced credential keeps no HA1 of the old secret.
+    await this.h.run('credential set', () => this.h.client.multi().del(key).hset(key, fields).exec());
+  }
+
+  async delete(username: string, realm: string): Promise<boolean> {
+    return (await this.h.run('credential delete', () => this.h.client.del(this.key(username, realm)))) > 0;
+  }
+}
+
+function createClient(cfg: RedisConfig, o: ResolvedOptions, established: () => boolean): Client {
+  // Until the first connection is up, give up at once (openStores reports it); afterwards reconnect forever
+  // with a capped backoff, failing individual commands fast meanwhile (maxRetriesPerRequest, commandTimeout).
+  const backoff = (times: number): number | null => (established() ? Math.min(100 * times, 2000) : null);
+  const common: RedisOptions = {
+    lazyConnect: true,
+    connectTimeout: o.connectTimeoutMs,
+    commandTimeout: o.operationTimeoutMs,
+    maxRetriesPerRequest: 1,
+    enableAutoPipelining: true,
+    ...(cfg.username !== undefined ? { username: cfg.username } : {}),
+    ...(cfg.password !== undefined ? { password: cfg.password } : {}),
+  };
+  // After a Sentinel failover the old master turns replica; reconnecting finds the new one.
+  const reconnectOnError = (err: Error): 2 | false => (err.message.startsWith('READONLY') ? 2 : false);
+  if (cfg.mode === 'cluster') {
+    const options: ClusterOptions = {
+      lazyConnect: true,
+      enableAutoPipelining: true,
+      clusterRetryStrategy: backoff,
+      slotsRefreshTimeout: o.connectTimeoutMs,
+      redisOptions: common,
+    };
+    return new Cluster(cfg.nodes, options);
+  }
+  if (cfg.mode === 'sentinel') {
+    return new Redis({
+      ...common,
+      sentinels: cfg.sentinels,
+      name: cfg.masterName,
+      role: 'master',
+      db: cfg.db,
+      retryStrategy: backoff,
+      sentinelRetryStrategy: backoff,
+      reconnectOnError,
+    });
+  }
+  return new Redis({
+    ...common,
+    host: cfg.node.host,
+    port: cfg.node.port,
+    db: cfg.db,
+    retryStrategy: backoff,
+    reconnectOnError,
+    ...(cfg.tls ? { tls: { servername: cfg.node.host } } : {}),
+  });
+}
+
+async function disconnect(client: Client): Promise<void> {
+  if (client.status === 'ready') {
+    try {
+      await client.quit();
+      return;
+    } catch {
+      // fall through: drop the socket
+    }
+  }
+  client.disconnect();
+}
+
+export async function openRedisStores(cfg: RedisConfig, options: StoreOptions = {}): Promise<Stores> {
+  const o = resolveOptions(options);
+  if (/[{}]/.test(o.redisKeyPrefix)) {
+    throw new StoreError('STORE_INVALID', `redisKeyPrefix "${o.redisKeyPrefix}" must not contain '{' or '}' (hash tags)`);
+  }
+  const where = describe(cfg);
+  let established = false;
+  let down = false;
+  let firstError: Error | undefined;
+  const client = createClient(cfg, o, () => established);
+  // Without a listener ioredis prints every failed reconnect to stderr; report an outage once instead.
+  client.on('error', (err: Error) => {
+    if (!established) {
+      firstError ??= err; // connect() itself only says "Connection is closed"
+      return;
+    }
+    if (down) return;
+    down = true;
+    o.onError(toStoreError(err, 'STORE_UNAVAILABLE', `lost the connection to ${where}; reconnecting`));
+  });
+  client.on('ready', () => {
+    down = false;
+  });
+  for (const [name, lua] of Object.entries(SCRIPTS)) client.defineCommand(name, { numberOfKeys: 1, lua });
+
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`no answer within ${o.connectTimeoutMs} ms`)), o.connectTimeoutMs);
+    });
+    await Promise.race([client.connect().then(() => client.ping()), timeout]);
+  } catch (err) {
+    client.disconnect();
+    throw toStoreError(firstError ?? err, 'STORE_CONNECT', `cannot connect to ${where}`);
+  } finally {
+    clearTimeout(timer);
+  }
+  established = true;
+
+  const h = new RedisHandle(client, where, o.redisKeyPrefix);
+  const location = new RedisLocationStore(h, o);
+  return {
+    location,
+    credentials: new RedisCredentialStore(h),
+    async close() {
+      await location.close();
+      if (h.closed) return;
+      h.closed = true;
+      await disconnect(client);
+    },
+  };
+}
