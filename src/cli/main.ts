@@ -28,6 +28,7 @@ Commands:
                                     (turns on the registrar)
               --auth-realm REALM    digest-authenticate REGISTER (secret: SIPFLEET_AUTH_SECRET)
               --auth-invites        also challenge initial INVITEs (407)
+              --auth-nonce-ttl-ms N nonce lifetime (default 300000); older nonces get stale=true
               --node-id ID          this node's id, recorded with its registrations
   user      add USER PASSWORD | del USER  --realm REALM --store URL
   help      this text
@@ -115,6 +116,7 @@ async function runNode(argv: string[]): Promise<number> {
       store: { type: 'string' },
       'auth-realm': { type: 'string' },
       'auth-invites': { type: 'boolean', default: false },
+      'auth-nonce-ttl-ms': { type: 'string' },
       'node-id': { type: 'string' },
     },
     strict: true,
@@ -161,8 +163,9 @@ async function runNode(argv: string[]): Promise<number> {
       if (secret === undefined) throw new ConfigError('SIPFLEET_AUTH_SECRET', 'the cluster secret for digest nonces must be set in the environment when --auth-realm is given');
       const credentials = stores.credentials;
       const lookup = (username: string, r: string) => credentials.get(username, r);
-      authenticator = new DigestAuthenticator({ realm, secret, credentials: lookup });
-      if (values['auth-invites']) appOptions.inviteAuthenticator = new DigestAuthenticator({ realm, secret, credentials: lookup, proxy: true });
+      const nonceTtlMs = positiveInt('--auth-nonce-ttl-ms', values['auth-nonce-ttl-ms'], 300_000, false);
+      authenticator = new DigestAuthenticator({ realm, secret, credentials: lookup, nonceTtlMs });
+      if (values['auth-invites']) appOptions.inviteAuthenticator = new DigestAuthenticator({ realm, secret, credentials: lookup, nonceTtlMs, proxy: true });
     } else if (values['auth-invites']) {
       throw new ConfigError('--auth-invites', 'needs --auth-realm');
     }

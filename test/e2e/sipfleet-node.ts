@@ -10,9 +10,10 @@ export interface NodeProcess {
 }
 
 /** Starts `sipfleet node …` from the sources (tsx) and resolves once it says it is listening. */
-export async function startSipfleetNode(args: readonly string[]): Promise<NodeProcess> {
+export async function startSipfleetNode(args: readonly string[], env?: NodeJS.ProcessEnv): Promise<NodeProcess> {
   const proc = spawnProcess(process.execPath, ['--import', 'tsx', path.join(root, 'src/cli/main.ts'), 'node', ...args], {
     cwd: root,
+    env,
     name: `sipfleet node ${args.join(' ')}`,
   });
   try {

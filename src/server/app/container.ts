@@ -215,8 +215,8 @@ export class AppContainer implements NodeApp, ContainerOps {
         session.dialog = this.#node.stack.dialogs.add(Dialog.fromUas(req.raw, res));
         session.role = session.role === 'unset' ? 'uas' : session.role;
       }
-    } else if (req.isInitial && status >= 300 && res.toTag === null && req.method !== 'CANCEL') {
-      res.set('to', `${res.get('to')!};tag=${session.id}`);
+    } else if (req.isInitial && status > 100 && res.toTag === null) {
+      res.set('to', `${res.get('to')!};tag=${session.id}`); // §8.2.6.2: every response but 100 gets our tag
     }
     if (req.method === 'INVITE' && status >= 200 && status < 300 && session.dialog !== null) {
       const dialog = session.dialog;
