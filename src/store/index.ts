@@ -54,7 +54,8 @@ function withNativeHint(err: unknown): unknown {
   if (err instanceof StoreError && /bindings file|better_sqlite3\.node|NODE_MODULE_VERSION/.test(err.message)) {
     return new StoreError(
       'STORE_CONNECT',
-      `${err.message} (better-sqlite3's native module is missing or built for another Node.js: run \`npm rebuild better-sqlite3\`; its install script must be allowed in package.json "allowScripts")`,
+      `${err.message} (better-sqlite3's native module is missing or built for another Node.js: ` +
+        'run `npm rebuild better-sqlite3`; its install script must be allowed in package.json "allowScripts")',
       { cause: err },
     );
   }

@@ -73,13 +73,19 @@ function parseRedis(url: string, scheme: string): StoreConfig {
   const segments = rawPath.split('/').filter((s) => s !== '');
 
   if (scheme === 'redis' || scheme === 'rediss') {
-    if (nodes.length !== 1) throw new StoreConfigError(`"${shown}": ${scheme}:// takes one host (use redis+sentinel:// or redis+cluster:// for several)`);
+    if (nodes.length !== 1) {
+      throw new StoreConfigError(`"${shown}": ${scheme}:// takes one host (use redis+sentinel:// or redis+cluster:// for several)`);
+    }
     if (segments.length > 1) throw new StoreConfigError(`"${shown}": the path is the database number only`);
-    return { kind: 'redis', mode: 'standalone', node: nodes[0]!, db: parseDb(segments[0], shown), tls: scheme === 'rediss', ...auth };
+    const db = parseDb(segments[0], shown);
+    return { kind: 'redis', mode: 'standalone', node: nodes[0]!, db, tls: scheme === 'rediss', ...auth };
   }
   if (scheme === 'redis+sentinel') {
-    if (segments.length < 1 || segments.length > 2) throw new StoreConfigError(`"${shown}": redis+sentinel:// needs /MASTERNAME (optionally /MASTERNAME/DB)`);
-    return { kind: 'redis', mode: 'sentinel', sentinels: nodes, masterName: decodeURIComponent(segments[0]!), db: parseDb(segments[1], shown), ...auth };
+    if (segments.length < 1 || segments.length > 2) {
+      throw new StoreConfigError(`"${shown}": redis+sentinel:// needs /MASTERNAME (optionally /MASTERNAME/DB)`);
+    }
+    const masterName = decode(segments[0]!, shown);
+    return { kind: 'redis', mode: 'sentinel', sentinels: nodes, masterName, db: parseDb(segments[1], shown), ...auth };
   }
   if (segments.length > 1 || (segments.length === 1 && segments[0] !== '0')) {
     throw new StoreConfigError(`"${shown}": a Redis Cluster has database 0 only`);
@@ -87,18 +93,22 @@ function parseRedis(url: string, scheme: string): StoreConfig {
   return { kind: 'redis', mode: 'cluster', nodes, ...auth };
 }
 
+function decode(s: string, shown: string): string {
+  try {
+    return decodeURIComponent(s);
+  } catch {
+    throw new StoreConfigError(`"${shown}": bad %-escape`);
+  }
+}
+
 function parseUserinfo(userinfo: string | undefined, shown: string): RedisAuth {
   if (userinfo === undefined || userinfo === '') return {};
-  try {
-    const colon = userinfo.indexOf(':');
-    const user = decodeURIComponent(colon < 0 ? userinfo : userinfo.slice(0, colon));
-    const out: RedisAuth = {};
-    if (user !== '') out.username = user;
-    if (colon >= 0) out.password = decodeURIComponent(userinfo.slice(colon + 1));
-    return out;
-  } catch {
-    throw new StoreConfigError(`"${shown}": bad %-escape in the user or password`);
-  }
+  const colon = userinfo.indexOf(':');
+  const user = decode(colon < 0 ? userinfo : userinfo.slice(0, colon), shown);
+  const out: RedisAuth = {};
+  if (user !== '') out.username = user;
+  if (colon >= 0) out.password = decode(userinfo.slice(colon + 1), shown);
+  return out;
 }
 
 function parseHostPort(s: string, defaultPort: number, shown: string): HostPort {
