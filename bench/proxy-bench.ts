@@ -1,17 +1,25 @@
 /**
- * Proxy benchmark (not a test): highest clean call rate and CPU per call of a record-routing SIP proxy,
- * Kamailio (reference) vs a sipfleet node, under the same SIPp load in the same run.
+ * Proxy benchmark (not a test): highest clean call rate and CPU per call of several SIP servers in the middle of
+ * the same SIPp load, in the same run:
+ *   kamailio     Kamailio, tm-stateful record-routing proxy (the reference)
+ *   stack-proxy  sipfleet node, `--app stack-proxy`: the bare stack's record-routing proxy, no application layer
+ *   proxy        sipfleet node, `--app proxy`: the same proxying through the application container (the baseline)
+ *   b2bua        sipfleet node, `--app b2bua`: back-to-back UA, a second dialog (new Call-ID) towards the UAS
  *
  *   node --import tsx bench/proxy-bench.ts     # progress on stderr, JSON result on stdout
  *   BENCH_QUICK=1 node --import tsx bench/proxy-bench.ts
+ *   BENCH_SUTS=proxy,b2bua node --import tsx bench/proxy-bench.ts   # a subset, in that order ("sipfleet" = proxy)
  *
  * Topology (all loopback, distinct addresses so each hop is visible):
- *   SIPp uac 127.0.0.1  ->  SUT proxy 127.0.0.2  ->  SIPp uas 127.0.0.3        (UDP)
- * Calls are INVITE/180/200/ACK/BYE/200, record-routed: ACK and BYE traverse the proxy by Route.
+ *   SIPp uac 127.0.0.1  ->  SUT 127.0.0.2  ->  SIPp uas 127.0.0.3        (UDP)
+ * Calls are INVITE/180/200/ACK/BYE/200. Through the proxies they are record-routed: ACK and BYE traverse the proxy
+ * by Route. Through the B2BUA the caller's dialog ends at the B2BUA (its Contact, no Record-Route), which relays
+ * ACK and BYE on its own dialog with the UAS.
  *
  * For each rate step SIPp places rate*stepSec calls at `rate` calls/s. A step is clean if every call succeeded
- * (0 failed, all completed), SIPp sent at most 1 retransmission per 100 calls (uac + uas together), and the
- * generator kept up (achieved rate >= 90% of the target, otherwise the limit is SIPp/the box, not the SUT).
+ * (0 failed at the uac and none at the uas, all completed), SIPp sent at most 1 retransmission per 100 calls
+ * (uac + uas together), and the generator kept up (achieved rate >= 90% of the target, otherwise the limit is
+ * SIPp/the box, not the SUT). An unclean step keeps SIPp's error logs and message counts under `diagnostics`.
  * Stepping stops at the first unclean step; max clean rate = last clean step.
  *
  * CPU per call, over the step window (uac start -> uac exit):
@@ -19,17 +27,21 @@
  *   sut:     scheduler run time of every thread of every process in the SUT's process group
  *            (Kamailio's forked workers; node's threads) from /proc/<pid>/task/<tid>/schedstat / calls
  * (the tick-sampled utime/stime figures are kept under `sampled` for comparison; see machineSample()).
- * The comparison ratios use the highest rate at which both SUTs were clean (same offered load).
+ * Ratios (`comparisons`, numerator / denominator) are taken at the highest rate at which both SUTs of the pair were
+ * clean (same offered load), as SUT CPU per call, machine CPU per call and max clean rate; the targets apply to
+ * SUT CPU per call: proxyVsStackProxy <= 1.25, proxyVsKamailio <= 2, b2buaVsProxy <= 2 (stackProxyVsKamailio: none).
+ * `commonRate` / each SUT's `atCommonRate`: the highest rate every SUT of the run passed cleanly (SUTs without any
+ * clean step are left out of it and listed in `commonRateExcludes`).
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readdirSync, readFileSync, readSync, statSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { startKamailio, processGroupPids } from '../test/helpers/kamailio.ts';
 import { freePort, waitForListening } from '../test/helpers/ports.ts';
 import { killAll, spawnProcess } from '../test/helpers/proc.ts';
-import { readSippStats, runSipp, startSippUas, SCENARIO_UAC_RR, SCENARIO_UAS_RR, type SippUasHandle } from '../test/helpers/sipp.ts';
+import { readSippStats, runSipp, startSippUas, SCENARIO_UAC_RR, SCENARIO_UAS_RR, type SippMessageRow, type SippUasHandle } from '../test/helpers/sipp.ts';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -40,13 +52,27 @@ const UAS_IP = '127.0.0.3';
 // drops seen in /proc/net/udp): the bench must find the SUT's limit, not SIPp's.
 const SIPP_SOCKET_BUFFER = 4 * 1024 * 1024;
 
+export const SUT_NAMES = ['kamailio', 'stack-proxy', 'proxy', 'b2bua'] as const;
+export type SutName = (typeof SUT_NAMES)[number];
+/** sipfleet apps benched, by SUT name (`node dist/src/cli/main.js node --app APP --route-to UAS`). */
+const SIPFLEET_APP: Record<Exclude<SutName, 'kamailio'>, string> = { 'stack-proxy': 'stack-proxy', proxy: 'proxy', b2bua: 'b2bua' };
+
+export type ComparisonName = 'proxyVsStackProxy' | 'proxyVsKamailio' | 'b2buaVsProxy' | 'stackProxyVsKamailio';
+/** numerator / denominator, and the most the SUT CPU per call ratio may be (null: reported, no target). */
+const COMPARISONS: Array<{ name: ComparisonName; numerator: SutName; denominator: SutName; maxSutCpuPerCallRatio: number | null }> = [
+  { name: 'proxyVsStackProxy', numerator: 'proxy', denominator: 'stack-proxy', maxSutCpuPerCallRatio: 1.25 },
+  { name: 'proxyVsKamailio', numerator: 'proxy', denominator: 'kamailio', maxSutCpuPerCallRatio: 2 },
+  { name: 'b2buaVsProxy', numerator: 'b2bua', denominator: 'proxy', maxSutCpuPerCallRatio: 2 },
+  { name: 'stackProxyVsKamailio', numerator: 'stack-proxy', denominator: 'kamailio', maxSutCpuPerCallRatio: null },
+];
+
 export interface ProxyBenchOptions {
   rates: number[];
   stepSec: number;
   /** Max retransmissions per call for a clean step (0.01 = 1 per 100 calls). */
   maxRetransPerCall: number;
   /** SUTs to run, in order. */
-  suts: Array<'kamailio' | 'sipfleet'>;
+  suts: SutName[];
   /** Progress output (stderr by default). */
   log: (line: string) => void;
 }
@@ -56,6 +82,8 @@ export interface StepResult {
   calls: number;
   successful: number;
   failed: number;
+  /** Calls the SIPp uas counted as failed during the step (+2 s); late ones (its 10 s receive timeout) show in the next step. */
+  uasFailed: number;
   /** Retransmissions sent by SIPp uac + uas during the step. */
   retransmissions: number;
   retransPerCall: number;
@@ -70,35 +98,74 @@ export interface StepResult {
   sutCpuMsPerCall: number;
   /** SUT CPU as a share of one core during the step (100 = one full core). */
   sutCpuPercent: number;
+  /** Whole machine busy during the step, as a share of all cores (near 100: the box, not the SUT, is the limit). */
+  machineBusyPercent: number;
   /** The same from the tick-sampled counters (/proc/stat user+system..., /proc/<pid>/stat utime+stime): less reliable. */
   sampled: { machineCpuMsPerCall: number; sutCpuMsPerCall: number };
+  /** Unclean steps only: what SIPp saw (for the post-mortem; SIPp's temp dirs are removed at exit). */
+  diagnostics?: StepDiagnostics;
+}
+
+export interface StepDiagnostics {
+  /** Start of the caller's SIPp error log (-trace_err) for this step. */
+  uacErrors: string;
+  /** Its events by kind (Call-IDs and numbers elided, with the first line of the message received), most first. */
+  uacErrorKinds: Record<string, number>;
+  /** Start of what the callee's SIPp error log gained during this step, and its events by kind. */
+  uasErrors: string;
+  uasErrorKinds: Record<string, number>;
+  /** Caller's per-message table (count / retransmissions / timeouts / unexpected). */
+  uacMessages: SippMessageRow[];
+  /** Non-zero out-of-call / dead-call / fatal counters of the caller, and what the callee's gained in the step. */
+  uacCounters: Record<string, number>;
+  uasCounters: Record<string, number>;
+  /** Tail of the SUT's own output. */
+  sutOutput: string;
 }
 
 export interface SutResult {
-  name: 'kamailio' | 'sipfleet';
+  name: SutName;
   command?: string;
   error?: string;
+  /** The (unrecorded) warm-up step, when it was not clean: a SUT failing at a low rate shows here first. */
+  warmUp?: { rate: number; calls: number; successful: number; failed: number; reason?: string };
   steps: StepResult[];
   /** Highest clean rate (calls/s), 0 if none. */
   maxCleanRate: number;
   /** CPU per call at maxCleanRate. */
   atMaxClean?: { machineCpuMsPerCall: number; sutCpuMsPerCall: number };
+  /** CPU per call at the run's commonRate (the highest rate every SUT passed cleanly). */
+  atCommonRate?: { rate: number; machineCpuMsPerCall: number; sutCpuMsPerCall: number };
+}
+
+export interface Comparison {
+  numerator: SutName;
+  denominator: SutName;
+  /** Highest rate both SUTs passed cleanly: the CPU ratios are taken there (0: no common clean rate). */
+  commonRate: number;
+  sutCpuPerCallRatio: number | null;
+  machineCpuPerCallRatio: number | null;
+  maxCleanRateRatio: number | null;
+  /** The goal, on sutCpuPerCallRatio (null: none). */
+  target: { metric: 'sutCpuPerCallRatio'; max: number } | null;
+  /** sutCpuPerCallRatio <= target.max; null when there is no target or no ratio. */
+  met: boolean | null;
+  /** The same ratios at every rate both passed cleanly. */
+  byRate: Array<{ rate: number; sutCpuPerCallRatio: number | null; machineCpuPerCallRatio: number | null }>;
 }
 
 export interface ProxyBenchResult {
   bench: 'proxy';
   startedAt: string;
   host: { cpus: number; model: string; loadavgAtStart: number[]; kernel: string; node: string };
-  options: { rates: number[]; stepSec: number; maxRetransPerCall: number; quick: boolean };
+  options: { rates: number[]; stepSec: number; maxRetransPerCall: number; quick: boolean; suts: SutName[] };
   suts: SutResult[];
-  /** sipfleet / kamailio, when both ran. */
-  comparison?: {
-    /** Highest rate both SUTs passed cleanly: the CPU ratios are taken there. */
-    commonRate: number;
-    sutCpuPerCallRatio: number | null;
-    machineCpuPerCallRatio: number | null;
-    maxCleanRateRatio: number | null;
-  };
+  /** Highest rate every SUT of the run passed cleanly (0 if none); see SutResult.atCommonRate. */
+  commonRate: number;
+  /** SUTs left out of commonRate because they had no clean step at all. */
+  commonRateExcludes?: SutName[];
+  /** Pairwise ratios, for the pairs whose two SUTs both ran. */
+  comparisons: Partial<Record<ComparisonName, Comparison>>;
 }
 
 // --- CPU accounting -------------------------------------------------------------------------------------------
@@ -193,14 +260,14 @@ async function startKamailioSut(uasPort: number): Promise<RunningSut> {
   };
 }
 
-async function startSipfleetSut(uasPort: number): Promise<RunningSut> {
+async function startSipfleetSut(app: string, uasPort: number): Promise<RunningSut> {
   const entry = path.join(root, 'dist/src/cli/main.js');
   if (!existsSync(entry)) throw new Error(`${path.relative(root, entry)} not found: run \`npm run build\` first (npm run bench does)`);
   const port = await freePort(SUT_IP);
-  const args = [entry, 'node', '--app', 'proxy', '--listen', `${SUT_IP}:${port}`, '--route-to', `${UAS_IP}:${uasPort}`, '--transport', 'udp'];
+  const args = [entry, 'node', '--app', app, '--listen', `${SUT_IP}:${port}`, '--route-to', `${UAS_IP}:${uasPort}`, '--transport', 'udp'];
   const command = `node ${[path.relative(root, entry), ...args.slice(1)].join(' ')}`;
   // Detached: own process group, so CPU of any worker process it forks is counted and stop() reaches it.
-  const proc = spawnProcess(process.execPath, args, { cwd: root, detached: true, name: 'sipfleet node' });
+  const proc = spawnProcess(process.execPath, args, { cwd: root, detached: true, name: `sipfleet node (${app})` });
   try {
     // Readiness = UDP socket bound (via /proc/net), independent of the node's log format.
     await waitForListening(SUT_IP, port, 'udp', 15_000, () => proc.running);
@@ -224,13 +291,69 @@ async function startSipfleetSut(uasPort: number): Promise<RunningSut> {
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-function uasRetrans(uas: SippUasHandle): number {
-  return Number(readSippStats(path.join(uas.workDir, 'stats.csv'))['Retransmissions(C)'] ?? 0) || 0;
+function uasStats(uas: SippUasHandle): Record<string, string> {
+  return readSippStats(path.join(uas.workDir, 'stats.csv'));
+}
+
+/** SIPp counters worth seeing when calls fail (besides the Failed* ones). */
+const DIAG_COUNTERS = ['OutOfCallMsgs(C)', 'DeadCallMsgs(C)', 'FatalErrors(C)', 'Warnings(C)', 'AutoAnswered(C)', 'Retransmissions(C)', 'CurrentCall'];
+function pickCounters(now: Record<string, string>, before: Record<string, string> = {}): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const k of [...DIAG_COUNTERS, ...Object.keys(now).filter((x) => /^Failed\w+\(C\)$/.test(x))]) {
+    const v = (Number(now[k] ?? 0) || 0) - (k.endsWith('(C)') ? Number(before[k] ?? 0) || 0 : 0);
+    if (v !== 0) out[k] = v;
+  }
+  return out;
+}
+
+function fileSize(file: string): number {
+  try {
+    return statSync(file).size;
+  } catch {
+    return 0;
+  }
+}
+/**
+ * SIPp error-log events by kind. An event starts "<date>\t<time>\t<epoch>: " and may quote a whole message;
+ * the kind is the event text with Call-IDs / call numbers elided plus the first line of the quoted message
+ * (method, or status line), e.g. "Dead call * (successful), received 'SIP/2.0 200 OK".
+ */
+export function sippErrorKinds(text: string): Record<string, number> {
+  const counts = new Map<string, number>();
+  for (const ev of text.split(/\d{4}-\d\d-\d\d\t[\d:.]+\t[\d.]+: /).slice(1)) {
+    let kind = (ev.split('\n')[0] ?? '')
+      .replace(/Call-Id '[^']*'/gi, "Call-Id '*'")
+      .replace(/Dead call \S+/, 'Dead call *')
+      .replace(/ sip:\S+/g, ' sip:*')
+      .trim();
+    kind = kind.replace(/^(.*received '(?:SIP\/2\.0 \d{3}[^']*|[A-Z]+)).*$/, '$1');
+    counts.set(kind, (counts.get(kind) ?? 0) + 1);
+  }
+  return Object.fromEntries([...counts].sort((a, b) => b[1] - a[1]).slice(0, 12));
+}
+
+/** Up to maxBytes of `file` from byte `from` (from 0 if the file shrank, i.e. was rotated), and its events by kind. */
+function readFrom(file: string, from: number, maxBytes = 3000): { text: string; kinds: Record<string, number> } {
+  if (!existsSync(file)) return { text: '', kinds: {} };
+  const size = fileSize(file);
+  const start = size < from ? 0 : from;
+  const fd = openSync(file, 'r');
+  try {
+    const all = Buffer.alloc(Math.min(size - start, 8 * 1024 * 1024));
+    readSync(fd, all, 0, all.length, start);
+    const text = all.toString('latin1');
+    return { text: text.slice(0, maxBytes), kinds: sippErrorKinds(text) };
+  } finally {
+    closeSync(fd);
+  }
 }
 
 async function runStep(sut: RunningSut, uas: SippUasHandle, rate: number, stepSec: number, maxRetransPerCall: number): Promise<StepResult> {
   const calls = Math.round(rate * stepSec);
-  const uasRetransBefore = uasRetrans(uas);
+  const uasBefore = uasStats(uas);
+  const uasRetransBefore = Number(uasBefore['Retransmissions(C)'] ?? 0) || 0;
+  const uasErrorsFile = path.join(uas.workDir, 'errors.log');
+  const uasErrorsBefore = fileSize(uasErrorsFile);
   const m0 = machineSample();
   const sut0 = groupCpuMs(sut.pgid);
   const t0 = performance.now();
@@ -257,7 +380,10 @@ async function runStep(sut: RunningSut, uas: SippUasHandle, rate: number, stepSe
   const sut1 = groupCpuMs(sut.pgid);
   // The UAS writes its stats every second; let late retransmissions (200 OK not ACKed) be counted too.
   await sleep(2000);
-  const retransmissions = r.retransmissions + Math.max(0, uasRetrans(uas) - uasRetransBefore);
+  const uasAfter = uasStats(uas);
+  const retransmissions = r.retransmissions + Math.max(0, (Number(uasAfter['Retransmissions(C)'] ?? 0) || 0) - uasRetransBefore);
+  // A B2BUA ends the caller's dialog itself, so the caller's counts alone do not prove the callee's leg worked.
+  const uasFailed = Math.max(0, (Number(uasAfter['FailedCall(C)'] ?? 0) || 0) - (Number(uasBefore['FailedCall(C)'] ?? 0) || 0));
 
   const done = Math.max(1, r.successful);
   const achievedRate = r.successful / wallSec;
@@ -265,14 +391,31 @@ async function runStep(sut: RunningSut, uas: SippUasHandle, rate: number, stepSe
   let reason: string | undefined;
   if (!sut.alive()) reason = 'SUT process died';
   else if (r.failed > 0) reason = `${r.failed} failed calls`;
+  else if (uasFailed > 0) reason = `${uasFailed} calls failed at the UAS`;
   else if (r.successful < calls) reason = `only ${r.successful}/${calls} calls completed (sipp exit ${r.exitCode})`;
   else if (retransPerCall > maxRetransPerCall) reason = `${retransmissions} retransmissions (${(retransPerCall * 100).toFixed(2)}% of calls)`;
   else if (achievedRate < rate * 0.9) reason = `generator reached only ${achievedRate.toFixed(0)} calls/s`;
+  let diagnostics: StepDiagnostics | undefined;
+  if (reason !== undefined) {
+    const uacErr = readFrom(r.errorLogPath, 0);
+    const uasErr = readFrom(uasErrorsFile, uasErrorsBefore);
+    diagnostics = {
+      uacErrors: uacErr.text,
+      uacErrorKinds: uacErr.kinds,
+      uasErrors: uasErr.text,
+      uasErrorKinds: uasErr.kinds,
+      uacMessages: r.messages,
+      uacCounters: pickCounters(r.counters),
+      uasCounters: pickCounters(uasAfter, uasBefore),
+      sutOutput: sut.diagnostics(),
+    };
+  }
   return {
     rate,
     calls,
     successful: r.successful,
     failed: r.failed,
+    uasFailed,
     retransmissions,
     retransPerCall: round(retransPerCall, 5),
     wallSec: round(wallSec, 2),
@@ -284,10 +427,12 @@ async function runStep(sut: RunningSut, uas: SippUasHandle, rate: number, stepSe
     machineCpuMsPerCall: round(machineBusyMs(m0, m1) / done, 4),
     sutCpuMsPerCall: round((sut1.exact - sut0.exact) / done, 4),
     sutCpuPercent: round(((sut1.exact - sut0.exact) / 1000 / wallSec) * 100, 1),
+    machineBusyPercent: round((machineBusyMs(m0, m1) / (CORES * (m1.atMs - m0.atMs))) * 100, 1),
     sampled: {
       machineCpuMsPerCall: round((m1.sampledBusyMs - m0.sampledBusyMs) / done, 4),
       sutCpuMsPerCall: round((sut1.sampled - sut0.sampled) / done, 4),
     },
+    ...(diagnostics ? { diagnostics } : {}),
   };
 }
 
@@ -296,7 +441,12 @@ function round(n: number, digits: number): number {
   return Math.round(n * f) / f;
 }
 
-async function benchSut(name: 'kamailio' | 'sipfleet', o: ProxyBenchOptions): Promise<SutResult> {
+/** "N x kind; M x kind" for the most frequent SIPp error kinds, for a progress line. */
+function topKinds(kinds: Record<string, number> | undefined, n = 2): string {
+  return Object.entries(kinds ?? {}).slice(0, n).map(([k, c]) => `${c} x ${k.slice(0, 130)}`).join('; ');
+}
+
+async function benchSut(name: SutName, o: ProxyBenchOptions): Promise<SutResult> {
   const result: SutResult = { name, steps: [], maxCleanRate: 0 };
   let uas: SippUasHandle | undefined;
   let sut: RunningSut | undefined;
@@ -311,21 +461,34 @@ async function benchSut(name: 'kamailio' | 'sipfleet', o: ProxyBenchOptions): Pr
       ignoreUnexpected: true,
       recvTimeoutMs: 10_000,
     });
-    sut = name === 'kamailio' ? await startKamailioSut(uas.localPort) : await startSipfleetSut(uas.localPort);
+    sut = name === 'kamailio' ? await startKamailioSut(uas.localPort) : await startSipfleetSut(SIPFLEET_APP[name], uas.localPort);
     result.command = sut.command;
     o.log(`[${name}] up on ${SUT_IP}:${sut.port} -> uas ${UAS_IP}:${uas.localPort}`);
     // Warm-up (not recorded): JIT for node, caches for everyone; same for both SUTs.
     const warm = await runStep(sut, uas, Math.min(200, o.rates[0] ?? 200), 2, 1);
-    o.log(`[${name}] warm-up: ${warm.successful}/${warm.calls} ok`);
+    o.log(`[${name}] warm-up: ${warm.successful}/${warm.calls} ok${warm.clean ? '' : ` (NOT clean: ${warm.reason})`}`);
+    if (!warm.clean) {
+      result.warmUp = { rate: warm.rate, calls: warm.calls, successful: warm.successful, failed: warm.failed, ...(warm.reason ? { reason: warm.reason } : {}) };
+      const e = topKinds(warm.diagnostics?.uacErrorKinds) || topKinds(warm.diagnostics?.uasErrorKinds);
+      if (e) o.log(`[${name}]   sipp: ${e}`);
+    }
     for (const rate of o.rates) {
       o.log(`[${name}] step ${rate} calls/s x ${o.stepSec} s ...`);
       const s = await runStep(sut, uas, rate, o.stepSec, o.maxRetransPerCall);
       result.steps.push(s);
       o.log(
         `[${name}]   ${s.clean ? 'clean' : `NOT clean: ${s.reason}`}; ok ${s.successful}/${s.calls}, retrans ${s.retransmissions}, ` +
-          `${s.achievedRate} calls/s, sut ${s.sutCpuMsPerCall} ms/call (${s.sutCpuPercent}% core), machine ${s.machineCpuMsPerCall} ms/call`,
+          `${s.achievedRate} calls/s, sut ${s.sutCpuMsPerCall} ms/call (${s.sutCpuPercent}% core), ` +
+          `machine ${s.machineCpuMsPerCall} ms/call (${s.machineBusyPercent}% of ${CORES} cores busy)`,
       );
       if (!s.clean) {
+        const d = s.diagnostics;
+        if (d) {
+          const uac = topKinds(d.uacErrorKinds);
+          const uas = topKinds(d.uasErrorKinds);
+          if (uac) o.log(`[${name}]   sipp uac: ${uac}`);
+          if (uas) o.log(`[${name}]   sipp uas: ${uas}`);
+        }
         if (!sut.alive()) result.error = `SUT died at ${rate} calls/s\n${sut.diagnostics()}`;
         break;
       }
@@ -343,29 +506,58 @@ async function benchSut(name: 'kamailio' | 'sipfleet', o: ProxyBenchOptions): Pr
   return result;
 }
 
-function compare(k: SutResult | undefined, s: SutResult | undefined): ProxyBenchResult['comparison'] {
-  if (!k || !s || k.steps.length === 0 || s.steps.length === 0) return undefined;
-  const commonRate = Math.min(k.maxCleanRate, s.maxCleanRate);
-  const ks = k.steps.find((x) => x.rate === commonRate && x.clean);
-  const ss = s.steps.find((x) => x.rate === commonRate && x.clean);
-  const ratio = (a: number | undefined, b: number | undefined): number | null =>
-    a !== undefined && b !== undefined && b > 0 ? round(a / b, 3) : null;
+function ratio(a: number | undefined, b: number | undefined): number | null {
+  return a !== undefined && b !== undefined && b > 0 ? round(a / b, 3) : null;
+}
+
+/** n / d at the highest rate both passed cleanly (the same offered load); undefined unless both ran steps. */
+function compare(n: SutResult | undefined, d: SutResult | undefined, maxSutCpuPerCallRatio: number | null): Comparison | undefined {
+  if (!n || !d || n.steps.length === 0 || d.steps.length === 0) return undefined;
+  const commonRate = Math.min(n.maxCleanRate, d.maxCleanRate);
+  const ns = n.steps.find((x) => x.rate === commonRate && x.clean);
+  const ds = d.steps.find((x) => x.rate === commonRate && x.clean);
+  const sutCpuPerCallRatio = ratio(ns?.sutCpuMsPerCall, ds?.sutCpuMsPerCall);
+  const byRate: Comparison['byRate'] = [];
+  for (const a of n.steps) {
+    const b = d.steps.find((x) => x.rate === a.rate);
+    if (a.clean && b?.clean) {
+      byRate.push({ rate: a.rate, sutCpuPerCallRatio: ratio(a.sutCpuMsPerCall, b.sutCpuMsPerCall), machineCpuPerCallRatio: ratio(a.machineCpuMsPerCall, b.machineCpuMsPerCall) });
+    }
+  }
   return {
+    numerator: n.name,
+    denominator: d.name,
     commonRate,
-    sutCpuPerCallRatio: ratio(ss?.sutCpuMsPerCall, ks?.sutCpuMsPerCall),
-    machineCpuPerCallRatio: ratio(ss?.machineCpuMsPerCall, ks?.machineCpuMsPerCall),
-    maxCleanRateRatio: k.maxCleanRate > 0 ? round(s.maxCleanRate / k.maxCleanRate, 3) : null,
+    sutCpuPerCallRatio,
+    machineCpuPerCallRatio: ratio(ns?.machineCpuMsPerCall, ds?.machineCpuMsPerCall),
+    maxCleanRateRatio: d.maxCleanRate > 0 ? round(n.maxCleanRate / d.maxCleanRate, 3) : null,
+    target: maxSutCpuPerCallRatio === null ? null : { metric: 'sutCpuPerCallRatio', max: maxSutCpuPerCallRatio },
+    met: maxSutCpuPerCallRatio === null || sutCpuPerCallRatio === null ? null : sutCpuPerCallRatio <= maxSutCpuPerCallRatio,
+    byRate,
   };
+}
+
+/** BENCH_SUTS=a,b: the SUTs to run, in that order ("sipfleet", the old name of the proxy app's SUT, = proxy). */
+export function parseSuts(value: string | undefined): SutName[] {
+  if (value === undefined || value.trim() === '') return [...SUT_NAMES];
+  const out: SutName[] = [];
+  for (const raw of value.split(',').map((x) => x.trim()).filter((x) => x !== '')) {
+    const name = raw === 'sipfleet' ? 'proxy' : raw;
+    if (!(SUT_NAMES as readonly string[]).includes(name)) throw new Error(`BENCH_SUTS: unknown SUT "${raw}" (known: ${SUT_NAMES.join(', ')})`);
+    if (!out.includes(name as SutName)) out.push(name as SutName);
+  }
+  return out;
 }
 
 export function defaultOptions(env: NodeJS.ProcessEnv = process.env): ProxyBenchOptions & { quick: boolean } {
   const quick = env.BENCH_QUICK === '1';
   return {
     quick,
-    rates: quick ? [200, 500, 1000] : [500, 1000, 1500, 2000, 3000, 4000],
+    // Full: 4 SUTs x at most 5 steps of ~11 s (8 s of load + drain + pauses) + the failing step: ~5-6 min.
+    rates: quick ? [200, 500, 1000] : [500, 1000, 1500, 2000, 3000],
     stepSec: quick ? 3 : 8,
     maxRetransPerCall: 0.01,
-    suts: (env.BENCH_SUTS?.split(',').filter((x): x is 'kamailio' | 'sipfleet' => x === 'kamailio' || x === 'sipfleet')) ?? ['kamailio', 'sipfleet'],
+    suts: parseSuts(env.BENCH_SUTS),
     log: (line) => process.stderr.write(`${line}\n`),
   };
 }
@@ -376,9 +568,12 @@ export async function runProxyBench(o: ProxyBenchOptions & { quick?: boolean } =
     bench: 'proxy',
     startedAt: new Date().toISOString(),
     host: { cpus: cpus.length, model: cpus[0]?.model ?? 'unknown', loadavgAtStart: os.loadavg().map((x) => round(x, 2)), kernel: os.release(), node: process.version },
-    options: { rates: o.rates, stepSec: o.stepSec, maxRetransPerCall: o.maxRetransPerCall, quick: o.quick ?? false },
+    options: { rates: o.rates, stepSec: o.stepSec, maxRetransPerCall: o.maxRetransPerCall, quick: o.quick ?? false, suts: o.suts },
     suts: [],
+    commonRate: 0,
+    comparisons: {},
   };
+  o.log(`[proxy] SUTs ${o.suts.join(', ')}; rates ${o.rates.join(', ')} calls/s x ${o.stepSec} s; load average at start ${result.host.loadavgAtStart.join(' ')}`);
   try {
     for (const name of o.suts) {
       result.suts.push(await benchSut(name, o));
@@ -387,8 +582,22 @@ export async function runProxyBench(o: ProxyBenchOptions & { quick?: boolean } =
   } finally {
     await killAll(2000);
   }
-  const cmp = compare(result.suts.find((x) => x.name === 'kamailio'), result.suts.find((x) => x.name === 'sipfleet'));
-  if (cmp) result.comparison = cmp;
+  // SUTs with no clean step at all would make it 0: leave them out (listed in commonRateExcludes).
+  const ran = result.suts.filter((x) => x.maxCleanRate > 0);
+  const excluded = result.suts.filter((x) => x.maxCleanRate === 0).map((x) => x.name);
+  if (excluded.length > 0) result.commonRateExcludes = excluded;
+  if (ran.length > 0) {
+    result.commonRate = Math.min(...ran.map((x) => x.maxCleanRate));
+    for (const s of result.suts) {
+      const step = s.steps.find((x) => x.rate === result.commonRate && x.clean);
+      if (step) s.atCommonRate = { rate: step.rate, machineCpuMsPerCall: step.machineCpuMsPerCall, sutCpuMsPerCall: step.sutCpuMsPerCall };
+    }
+  }
+  const byName = (n: SutName): SutResult | undefined => result.suts.find((x) => x.name === n);
+  for (const c of COMPARISONS) {
+    const cmp = compare(byName(c.numerator), byName(c.denominator), c.maxSutCpuPerCallRatio);
+    if (cmp) result.comparisons[c.name] = cmp;
+  }
   return result;
 }
 

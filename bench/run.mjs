@@ -6,6 +6,7 @@
 // bench/results/bench-<timestamp>.json and bench/results/latest.json.
 //
 //   BENCH_QUICK=1 npm run bench     fewer, shorter steps
+//   BENCH_SUTS=proxy,b2bua npm run bench   only these proxy-bench SUTs (kamailio, stack-proxy, proxy, b2bua)
 //   node bench/run.mjs proxy        only the named benchmark(s)
 import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
@@ -122,31 +123,77 @@ function summarize(results) {
   }
   const proxy = results.proxy;
   if (proxy) {
-    out.push('Proxy: SIPp uac 127.0.0.1 -> SUT 127.0.0.2 -> SIPp uas 127.0.0.3, UDP, record-routed calls');
     const r = proxy.result;
+    out.push('Proxy: SIPp uac 127.0.0.1 -> SUT 127.0.0.2 -> SIPp uas 127.0.0.3, UDP calls (record-routed through the proxies)');
+    if (r?.host?.loadavgAtStart) out.push(`  load average at start: ${r.host.loadavgAtStart.join(' ')} (${r.host.cpus} cores)`);
     if (r && Array.isArray(r.suts)) {
-      const rows = [['SUT', 'max clean calls/s', 'SUT CPU ms/call @max', 'machine CPU ms/call @max', 'steps (rate: result)', 'error']];
+      const common = r.commonRate ?? 0;
+      const rows = [[
+        'SUT', 'max clean calls/s', 'SUT CPU ms/call @max', 'machine CPU ms/call @max',
+        `SUT CPU ms/call @${int(common)}`, `machine CPU ms/call @${int(common)}`, 'steps (rate: result)', 'error',
+      ]];
       for (const s of r.suts) {
         rows.push([
           s.name,
           int(s.maxCleanRate),
           fmt(s.atMaxClean?.sutCpuMsPerCall),
           fmt(s.atMaxClean?.machineCpuMsPerCall),
+          fmt(s.atCommonRate?.sutCpuMsPerCall),
+          fmt(s.atCommonRate?.machineCpuMsPerCall),
           s.steps.map((x) => `${x.rate}:${x.clean ? 'ok' : 'FAIL'}`).join(' ') || '-',
           s.error ? s.error.split('\n')[0].slice(0, 80) : '',
         ]);
       }
       out.push(table(rows));
+      if (r.commonRateExcludes?.length) out.push(`  common rate leaves out (no clean step): ${r.commonRateExcludes.join(', ')}`);
       for (const s of r.suts) {
+        if (s.warmUp) out.push(`  ${s.name}: warm-up at ${s.warmUp.rate} calls/s not clean: ${s.warmUp.reason}`);
         const bad = s.steps.find((x) => !x.clean);
-        if (bad) out.push(`  ${s.name}: stopped at ${bad.rate} calls/s: ${bad.reason}`);
+        if (bad) {
+          const busy = typeof bad.machineBusyPercent === 'number' ? `; machine ${bad.machineBusyPercent}% busy, SUT ${bad.sutCpuPercent}% of a core` : '';
+          out.push(`  ${s.name}: stopped at ${bad.rate} calls/s: ${bad.reason}${busy}`);
+          const d = bad.diagnostics;
+          for (const [side, kinds] of [['uac', d?.uacErrorKinds], ['uas', d?.uasErrorKinds]]) {
+            for (const [k, n] of Object.entries(kinds ?? {}).slice(0, 2)) out.push(`    sipp ${side}: ${n} x ${k.slice(0, 130)}`);
+          }
+        }
       }
-      if (r.comparison) {
-        const c = r.comparison;
-        out.push(
-          `  sipfleet / kamailio: max clean rate x${fmt(c.maxCleanRateRatio, 2)}; at ${int(c.commonRate)} calls/s ` +
-            `SUT CPU per call x${fmt(c.sutCpuPerCallRatio, 2)}, machine CPU per call x${fmt(c.machineCpuPerCallRatio, 2)}`,
-        );
+
+      // CPU per call at every step: SUT / machine, ms.
+      const rates = [...new Set(r.suts.flatMap((s) => s.steps.map((x) => x.rate)))].sort((a, b) => a - b);
+      if (rates.length) {
+        out.push('');
+        out.push('CPU per call by step, ms (SUT / machine; * = not clean)');
+        const steps = [['calls/s', ...r.suts.map((s) => s.name)]];
+        for (const rate of rates) {
+          steps.push([
+            int(rate),
+            ...r.suts.map((s) => {
+              const x = s.steps.find((y) => y.rate === rate);
+              return x ? `${fmt(x.sutCpuMsPerCall)} / ${fmt(x.machineCpuMsPerCall)}${x.clean ? '' : ' *'}` : '';
+            }),
+          ]);
+        }
+        out.push(table(steps));
+      }
+
+      const cmps = Object.entries(r.comparisons ?? {});
+      if (cmps.length) {
+        out.push('');
+        out.push('Ratios (numerator / denominator) at the highest rate both ran clean; targets on SUT CPU per call');
+        const rows2 = [['ratio', 'at calls/s', 'SUT CPU/call', 'machine CPU/call', 'max clean rate', 'target', 'met']];
+        for (const [name, c] of cmps) {
+          rows2.push([
+            `${name} (${c.numerator}/${c.denominator})`,
+            int(c.commonRate),
+            `x${fmt(c.sutCpuPerCallRatio, 2)}`,
+            `x${fmt(c.machineCpuPerCallRatio, 2)}`,
+            `x${fmt(c.maxCleanRateRatio, 2)}`,
+            c.target ? `<= ${c.target.max}` : '-',
+            c.met === null ? '-' : c.met ? 'yes' : 'NO',
+          ]);
+        }
+        out.push(table(rows2));
       }
     }
     if (!proxy.ok) out.push(`  error: ${proxy.error}`);
