@@ -24,6 +24,8 @@ export interface ContainerOptions {
   rules?: RouteRule[];
   /** Per-app options, handed to each app as `ctx.options`. */
   appOptions?: Record<string, unknown>;
+  /** Idle lifetime of a record-routed proxy session (default one hour, refreshed by every request through it). */
+  proxySessionTtlMs?: number;
 }
 
 /** Our Record-Route parameter carrying the application session id of a proxied dialog. */
@@ -59,6 +61,12 @@ export class AppContainer implements NodeApp, ContainerOps {
   #localUri = '';
   readonly #legs = new WeakMap<SipSession, LegState>();
   readonly #timers = new Map<string, NodeJS.Timeout>();
+  readonly #nextHops = new Map<string, Destination>();
+  /**
+   * How long a record-routed proxy session is kept without a request passing (refreshed by each one): its BYE may
+   * never come this way (a caller that ignores Record-Route, a node that took over).
+   */
+  #proxySessionTtlMs = 3_600_000;
   #timerSeq = 0;
   readonly counters = { requests: 0, handlerErrors: 0, sessionsCreated: 0 };
 
@@ -67,6 +75,7 @@ export class AppContainer implements NodeApp, ContainerOps {
     this.#apps = new Map(options.apps.map((a) => [a.name, a]));
     this.name = options.apps.map((a) => a.name).join('+');
     this.#router = new AppRouter(options.rules ?? [], options.apps[0]!.name, [...this.#apps.keys()]);
+    if (options.proxySessionTtlMs !== undefined) this.#proxySessionTtlMs = options.proxySessionTtlMs;
     this.#appOptions = options.appOptions ?? {};
     this.sessions.onCreated = (s) => {
       this.counters.sessionsCreated++;
@@ -136,13 +145,14 @@ export class AppContainer implements NodeApp, ContainerOps {
       // Not ours (or gone): the app decides, e.g. a proxy routes it on, a UAS answers 481.
     }
     const app = this.#apps.get(this.#router.route(req))!;
-    const appSession = this.sessions.create(app.name);
-    const session = appSession.createSession();
-    const wrapped = new IncomingRequest(req, tx, source, session, this, toTag !== null);
+    const wrapped = new IncomingRequest(req, tx, source, () => this.sessions.create(app.name).createSession(), this, app.name, toTag !== null);
     if (tx !== null) tx.context = { kind: 'uas', request: wrapped } satisfies UasContext;
     this.#dispatch(app, wrapped);
     // A session nothing holds on to (an ACK passed on, a request answered at once without a dialog) ends here.
-    if (session.role === 'unset' && (tx === null || tx.lastStatus >= 200)) session.invalidate();
+    if (wrapped.hasSession) {
+      const session = wrapped.session;
+      if (session.role === 'unset' && (tx === null || tx.lastStatus >= 200)) session.invalidate();
+    }
   }
 
   onStrayResponse(res: SipResponse, source: Source): void {
@@ -263,7 +273,7 @@ export class AppContainer implements NodeApp, ContainerOps {
     if (invite.lastStatus < 200) {
       const app = this.#apps.get(session.appSession.appName);
       if (app?.cancel !== undefined) {
-        const wrapped = new IncomingRequest(cancel, null, req.source, session, this);
+        const wrapped = new IncomingRequest(cancel, null, req.source, session, this, session.appSession.appName);
         this.#run(null, () => app.cancel!(wrapped));
       }
       if (invite.lastStatus < 200) req.reply(487);
@@ -273,7 +283,6 @@ export class AppContainer implements NodeApp, ContainerOps {
   // ---- proxying ----
 
   proxy(req: IncomingRequest, targets: string[], options: ProxyToOptions): void {
-    const session = req.session;
     if (!this.#core.receive(req.raw, req.tx)) return;
     const routed = this.#core.routeDestination(req.raw);
     const list: ProxyTarget[] = targets.map((t) => {
@@ -281,23 +290,35 @@ export class AppContainer implements NodeApp, ContainerOps {
       return t === req.uriText ? { dest } : { dest, requestUri: t };
     });
     const recordRoute = options.recordRoute ?? true;
-    if (recordRoute && req.isInitial) session.role = 'proxy';
-    const app = this.#apps.get(session.appSession.appName)!;
+    const app = this.#apps.get(req.appName)!;
     const supervised = options.supervised !== false && (app.provisionalResponse !== undefined || app.successResponse !== undefined || app.errorResponse !== undefined);
+    // Only a record-routed dialog comes back through us: only then is the session kept (and its key sent along).
+    const keep = recordRoute && req.isInitial;
+    let session: SipSession | null = null;
+    if (keep) {
+      session = req.session;
+      session.role = 'proxy';
+      this.sessions.keepFor(session.appSession, this.#proxySessionTtlMs);
+    }
     this.#core.forward(req.raw, req.tx, list, {
       parallel: options.parallel,
       branchTimeoutMs: options.branchTimeoutMs,
       recordRoute,
-      recordRouteParams: `;${RR_KEY}=${session.appSession.id}`,
-      onResponse: supervised ? (res) => this.#responseHandler(app, new IncomingResponse(res, session, true, this)) : undefined,
-      // A proxied call that failed, or a proxied request that makes no dialog, leaves nothing to keep.
-      onFinal: (status) => { if (status >= 300 || session.role !== 'proxy') session.appSession.invalidate(); },
+      recordRouteParams: session === null ? undefined : `;${RR_KEY}=${session.appSession.id}`,
+      onResponse: supervised ? (res) => this.#responseHandler(app, new IncomingResponse(res, req.session, true, this)) : undefined,
+      // A proxied call that failed leaves nothing to keep.
+      onFinal: session === null ? undefined : (status) => { if (status >= 300) session.appSession.invalidate(); },
     });
   }
 
   #nextHop(hostPort: string): Destination {
-    const { host, port } = parseHostPort(hostPort);
-    return { protocol: this.#node.stack.transport.defaultProtocol, host, port };
+    let dest = this.#nextHops.get(hostPort);
+    if (dest === undefined) {
+      const { host, port } = parseHostPort(hostPort);
+      dest = { protocol: this.#node.stack.transport.defaultProtocol, host, port };
+      if (this.#nextHops.size < 1000) this.#nextHops.set(hostPort, dest);
+    }
+    return dest;
   }
 
   /** An in-dialog request of a record-routed proxy session: route it on (any node can), then tell the app. */
@@ -312,10 +333,11 @@ export class AppContainer implements NodeApp, ContainerOps {
     const appSession = this.sessions.find(key);
     const session = appSession?.sessions.values().next().value;
     if (appSession === undefined || session === undefined) return;
+    if (req.method !== 'BYE') this.sessions.keepFor(appSession, this.#proxySessionTtlMs);
     const app = this.#apps.get(appSession.appName);
     const handler = app?.[req.method.toLowerCase() as 'bye'];
     if (app !== undefined && handler !== undefined) {
-      const wrapped = new IncomingRequest(req, tx, source, session, this);
+      const wrapped = new IncomingRequest(req, tx, source, session, this, appSession.appName);
       wrapped.markCommitted();
       this.#run(null, () => handler.call(app, wrapped));
     }
@@ -343,7 +365,7 @@ export class AppContainer implements NodeApp, ContainerOps {
       }
     }
     const app = this.#apps.get(session.appSession.appName)!;
-    const wrapped = new IncomingRequest(req, tx, source, session, this);
+    const wrapped = new IncomingRequest(req, tx, source, session, this, app.name);
     if (tx !== null) tx.context = { kind: 'uas', request: wrapped } satisfies UasContext;
     // A B2BUA leg: the container relays to the other leg (the app saw the call when it was set up).
     if (session.linked !== null) {

@@ -46,7 +46,9 @@ export class IncomingRequest {
   readonly raw: SipRequest;
   readonly tx: ServerTransaction | null;
   readonly source: Source;
-  readonly session: SipSession;
+  #session: SipSession | (() => SipSession);
+  /** The application handling this request. */
+  readonly appName: string;
   /** True for a request that starts something (no To tag); false inside a dialog. */
   readonly isInitial: boolean;
   /** In-dialog request whose dialog this node does not know (the app may answer 481). */
@@ -54,14 +56,29 @@ export class IncomingRequest {
   #ops: ContainerOps;
   #committed = false;
 
-  constructor(raw: SipRequest, tx: ServerTransaction | null, source: Source, session: SipSession, ops: ContainerOps, unknownDialog = false) {
+  /** `session` may be a factory: a request that never asks for its session (an ACK passed on) costs none. */
+  constructor(
+    raw: SipRequest, tx: ServerTransaction | null, source: Source, session: SipSession | (() => SipSession), ops: ContainerOps,
+    appName: string, unknownDialog = false,
+  ) {
     this.raw = raw;
+    this.appName = appName;
     this.tx = tx;
     this.source = source;
-    this.session = session;
+    this.#session = session;
     this.isInitial = raw.toTag === null;
     this.unknownDialog = unknownDialog;
     this.#ops = ops;
+  }
+
+  get session(): SipSession {
+    if (typeof this.#session === 'function') this.#session = this.#session();
+    return this.#session;
+  }
+
+  /** Whether the session was created (or given): a request that never needed one leaves nothing behind. */
+  get hasSession(): boolean {
+    return typeof this.#session !== 'function';
   }
 
   get appSession(): SipApplicationSession {

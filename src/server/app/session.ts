@@ -102,8 +102,7 @@ export class SipApplicationSession {
 
   /** Keeps the session for `ms` even without legs (0: end with the last leg). */
   setExpires(ms: number): void {
-    this.expiresAt = ms > 0 ? Date.now() + ms : 0;
-    this.#manager.scheduleExpiry(this);
+    this.#manager.keepFor(this, ms);
   }
 
   invalidate(): void {
@@ -120,9 +119,16 @@ export class SipApplicationSession {
  */
 export class SessionManager {
   readonly #sessions = new Map<string, SipApplicationSession>();
-  readonly #expiry = new Map<string, NodeJS.Timeout>();
+  /** Sessions with an expiry, checked by one sweep timer rather than a timer each (one per call is costly). */
+  readonly #expiring = new Set<SipApplicationSession>();
+  #sweeper: NodeJS.Timeout | null = null;
+  readonly sweepIntervalMs: number;
   onCreated: ((s: SipApplicationSession) => void) | null = null;
   onDestroyed: ((s: SipApplicationSession) => void) | null = null;
+
+  constructor(sweepIntervalMs = 5_000) {
+    this.sweepIntervalMs = sweepIntervalMs;
+  }
 
   get size(): number {
     return this.#sessions.size;
@@ -145,25 +151,33 @@ export class SessionManager {
   remove(s: SipApplicationSession): void {
     if (this.#sessions.get(s.id) !== s) return;
     this.#sessions.delete(s.id);
-    const t = this.#expiry.get(s.id);
-    if (t !== undefined) clearTimeout(t);
-    this.#expiry.delete(s.id);
+    this.#expiring.delete(s);
     this.onDestroyed?.(s);
   }
 
-  scheduleExpiry(s: SipApplicationSession): void {
-    const old = this.#expiry.get(s.id);
-    if (old !== undefined) clearTimeout(old);
-    this.#expiry.delete(s.id);
-    if (s.expiresAt === 0) return;
-    const t = setTimeout(() => s.invalidate(), Math.max(0, s.expiresAt - Date.now()));
-    t.unref();
-    this.#expiry.set(s.id, t);
+  /** Keeps `s` for `ms` from now even without legs, then invalidates it (0: no expiry, ends with its last leg). */
+  keepFor(s: SipApplicationSession, ms: number): void {
+    s.expiresAt = ms > 0 ? Date.now() + ms : 0;
+    if (s.expiresAt === 0) {
+      this.#expiring.delete(s);
+      return;
+    }
+    this.#expiring.add(s);
+    if (this.#sweeper === null) {
+      this.#sweeper = setInterval(() => this.sweep(), this.sweepIntervalMs);
+      this.#sweeper.unref();
+    }
+  }
+
+  /** Invalidates the sessions whose expiry has passed. */
+  sweep(now = Date.now()): void {
+    for (const s of this.#expiring) if (s.expiresAt <= now) s.invalidate();
   }
 
   clear(): void {
-    for (const t of this.#expiry.values()) clearTimeout(t);
-    this.#expiry.clear();
+    if (this.#sweeper !== null) clearInterval(this.#sweeper);
+    this.#sweeper = null;
+    this.#expiring.clear();
     this.#sessions.clear();
   }
 }

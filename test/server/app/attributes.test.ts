@@ -63,3 +63,16 @@ test('sessions: legs carry their application session id; the last leg ending end
   assert.deepEqual(destroyed, [s.id]);
   assert.equal(m.find(a.id), undefined);
 });
+
+test('an application session kept for a while ends at its expiry (one sweep, no timer per session)', () => {
+  const m = new SessionManager(60_000);
+  const s = m.create('app');
+  s.createSession();
+  m.keepFor(s, 1000);
+  m.sweep(Date.now() + 500);
+  assert.equal(s.valid, true, 'not before its expiry');
+  m.sweep(Date.now() + 1001);
+  assert.equal(s.valid, false, 'after it');
+  assert.equal(m.size, 0);
+  m.clear();
+});
