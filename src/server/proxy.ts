@@ -86,7 +86,7 @@ export class ProxyCore {
    * Processes a request for proxying (§16.3, §16.4). Returns false when the request was answered here (error or
    * CANCEL/ACK handled), true when the caller should pick targets and call forward().
    */
-  receive(req: SipRequest, tx: ServerTransaction | null): boolean {
+  receive(req: SipRequest, tx: ServerTransaction | null, topRouteIsLocal?: boolean): boolean {
     const mf = req.maxForwards;
     if (mf === 0 && req.method !== 'ACK') {
       this.counters.rejected++;
@@ -106,9 +106,14 @@ export class ProxyCore {
       req.uri = parseAddress(last, 'Route').uri;
       req.remove('route');
       for (const r of routes) req.append('route', r);
+      topRouteIsLocal = undefined; // the Route set changed: read it again
     }
-    const top = req.getAll('route')[0];
-    if (top !== undefined && this.isLocal(parseAddress(top, 'Route').uri)) req.removeFirst('route');
+    if (topRouteIsLocal === true) {
+      req.removeFirst('route'); // the caller already read it
+    } else if (topRouteIsLocal === undefined) {
+      const top = req.getAll('route')[0];
+      if (top !== undefined && this.isLocal(parseAddress(top, 'Route').uri)) req.removeFirst('route');
+    }
     if (req.method === 'CANCEL' && tx !== null) {
       this.#cancel(req, tx);
       return false;

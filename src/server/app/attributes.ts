@@ -50,38 +50,39 @@ export function assertJson(name: string, value: unknown, path = '', seen: Set<ob
 
 /** Attributes of a session: validated on write, copied on write so later mutation by the app is not shared. */
 export class Attributes {
-  readonly #values = new Map<string, JsonValue>();
+  /** Created on first write: most proxied calls never set an attribute. */
+  #values: Map<string, JsonValue> | null = null;
   /** Set by every change; cleared by whoever replicates the session (failover). */
   dirty = false;
 
   get<T extends JsonValue = JsonValue>(name: string): T | undefined {
-    return this.#values.get(name) as T | undefined;
+    return this.#values?.get(name) as T | undefined;
   }
 
   set(name: string, value: unknown): void {
     if (typeof name !== 'string' || name.length === 0) throw new AttributeError(String(name), 'the name must be a non-empty string');
     assertJson(name, value);
-    this.#values.set(name, structuredClone(value));
+    (this.#values ??= new Map()).set(name, structuredClone(value));
     this.dirty = true;
   }
 
   remove(name: string): boolean {
-    const had = this.#values.delete(name);
+    const had = this.#values?.delete(name) ?? false;
     if (had) this.dirty = true;
     return had;
   }
 
   names(): string[] {
-    return [...this.#values.keys()];
+    return this.#values === null ? [] : [...this.#values.keys()];
   }
 
   toJSON(): Record<string, JsonValue> {
-    return Object.fromEntries(this.#values);
+    return this.#values === null ? {} : Object.fromEntries(this.#values);
   }
 
   static fromJSON(data: Record<string, JsonValue>): Attributes {
     const a = new Attributes();
-    for (const [k, v] of Object.entries(data)) a.#values.set(k, v);
+    for (const [k, v] of Object.entries(data)) (a.#values ??= new Map()).set(k, v);
     return a;
   }
 }

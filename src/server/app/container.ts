@@ -323,7 +323,7 @@ export class AppContainer implements NodeApp, ContainerOps {
 
   /** An in-dialog request of a record-routed proxy session: route it on (any node can), then tell the app. */
   #subsequentProxied(req: SipRequest, tx: ServerTransaction | null, source: Source, key: string): void {
-    if (!this.#core.receive(req, tx)) return;
+    if (!this.#core.receive(req, tx, true)) return;
     const dest = this.#core.routeDestination(req) ?? (this.#core.isLocal(req.uri) ? null : uriDestination(req.uri));
     if (dest === null) {
       tx?.reply(404, 'No Route');

@@ -307,7 +307,7 @@ export class TransportLayer {
   }
 
   #sendFrom(data: Buffer, dest: Destination, via: Source | null, onError: SendError | undefined): void {
-    if (net.isIP(dest.host) === 0) {
+    if (!isIpLiteral(dest.host)) {
       this.#lookup(dest.host).then(
         (address) => this.#sendTo(data, { ...dest, host: address }, via, onError),
         (err: Error) => { this.counters.sendErrors++; onError?.(err); },
@@ -334,7 +334,8 @@ export class TransportLayer {
       this.#sendOnConnection(data, via.connection as TcpConnection, onError);
       return;
     }
-    const ep = this.#tcp.find((t) => net.isIPv6(t.host) === net.isIPv6(dest.host)) ?? this.#tcp[0];
+    const v6 = dest.host.includes(':');
+    const ep = this.#tcp.find((t) => t.host.includes(':') === v6) ?? this.#tcp[0];
     if (ep === undefined) {
       this.#fail(onError, new SipError('SIP_TRANSPORT', 503, 'no TCP listening point'));
       return;
@@ -352,8 +353,10 @@ export class TransportLayer {
   }
 
   #udpFor(host: string): UdpEndpoint | undefined {
-    const v6 = net.isIPv6(host);
-    return this.#udp.find((u) => net.isIPv6(u.host) === v6) ?? this.#udp[0];
+    // Per message: a ':' tells an IPv6 literal from IPv4 (names were resolved before), no regex needed.
+    if (this.#udp.length === 1) return this.#udp[0];
+    const v6 = host.includes(':');
+    return this.#udp.find((u) => u.host.includes(':') === v6) ?? this.#udp[0];
   }
 
   async #lookup(host: string): Promise<string> {
@@ -368,6 +371,13 @@ export class TransportLayer {
   async close(): Promise<void> {
     await Promise.all([...this.#udp.map((u) => u.close()), ...this.#tcp.map((t) => t.close())]);
   }
+}
+
+/** A cheap test for "no DNS needed": dotted digits, or an IPv6 literal (validated by net.isIP only when unusual). */
+function isIpLiteral(host: string): boolean {
+  const c = host.charCodeAt(0);
+  if (c >= 0x30 && c <= 0x39 && /^\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host)) return true;
+  return net.isIP(host) !== 0;
 }
 
 /**
