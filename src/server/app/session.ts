@@ -4,14 +4,30 @@ import { Attributes, type JsonValue } from './attributes.ts';
 
 export type SessionRole = 'unset' | 'uas' | 'uac' | 'proxy';
 
+/** Attributes of a leg or of a call: JSON values only, checked when set (they are what failover replicates). */
+abstract class AttributeHolder {
+  readonly attributes = new Attributes();
+
+  getAttribute<T extends JsonValue = JsonValue>(name: string): T | undefined {
+    return this.attributes.get<T>(name);
+  }
+
+  setAttribute(name: string, value: unknown): void {
+    this.attributes.set(name, value);
+  }
+
+  removeAttribute(name: string): boolean {
+    return this.attributes.remove(name);
+  }
+}
+
 /**
  * One leg of a call (JSR 289 SipSession): a dialog (UAS or UAC side) or a proxied transaction chain. Its id
  * is carried in the messages themselves (our tag, or a Record-Route parameter), never only in a node's memory.
  */
-export class SipSession {
+export class SipSession extends AttributeHolder {
   readonly id: string;
   readonly appSession: SipApplicationSession;
-  readonly attributes = new Attributes();
   role: SessionRole = 'unset';
   /** The dialog, once a response with a To tag created it (UAS/UAC roles). */
   dialog: Dialog | null = null;
@@ -20,6 +36,7 @@ export class SipSession {
   #valid = true;
 
   constructor(id: string, appSession: SipApplicationSession) {
+    super();
     this.id = id;
     this.appSession = appSession;
   }
@@ -33,18 +50,6 @@ export class SipSession {
     return this.dialog === null ? 'initial' : this.dialog.state;
   }
 
-  getAttribute<T extends JsonValue = JsonValue>(name: string): T | undefined {
-    return this.attributes.get<T>(name);
-  }
-
-  setAttribute(name: string, value: unknown): void {
-    this.attributes.set(name, value);
-  }
-
-  removeAttribute(name: string): boolean {
-    return this.attributes.remove(name);
-  }
-
   /** Ends this leg; the application session ends with its last leg. */
   invalidate(): void {
     if (!this.#valid) return;
@@ -55,10 +60,9 @@ export class SipSession {
 }
 
 /** Groups the legs of one call and carries the application's state (JSR 289 SipApplicationSession). */
-export class SipApplicationSession {
+export class SipApplicationSession extends AttributeHolder {
   readonly id: string;
   readonly appName: string;
-  readonly attributes = new Attributes();
   readonly sessions = new Map<string, SipSession>();
   readonly createdAt = Date.now();
   /** Epoch ms after which the session is invalidated by the container; 0: when its last leg ends. */
@@ -67,6 +71,7 @@ export class SipApplicationSession {
   #manager: SessionManager;
 
   constructor(id: string, appName: string, manager: SessionManager) {
+    super();
     this.id = id;
     this.appName = appName;
     this.#manager = manager;
@@ -74,18 +79,6 @@ export class SipApplicationSession {
 
   get valid(): boolean {
     return this.#valid;
-  }
-
-  getAttribute<T extends JsonValue = JsonValue>(name: string): T | undefined {
-    return this.attributes.get<T>(name);
-  }
-
-  setAttribute(name: string, value: unknown): void {
-    this.attributes.set(name, value);
-  }
-
-  removeAttribute(name: string): boolean {
-    return this.attributes.remove(name);
   }
 
   /** A new leg, with an id that starts with this session's id (so the message carries both). */
