@@ -36,6 +36,9 @@ export interface ForwardOptions {
   onResponse?: (res: SipResponse, branch: ClientTransaction) => void;
 }
 
+/** Options of a context whose final response has gone: no callbacks kept alive. */
+const FINISHED: ForwardOptions = Object.freeze({});
+
 /** One proxied request: the server transaction upstream and the client transaction(s) downstream (§16.2). */
 interface ResponseContext {
   server: ServerTransaction;
@@ -48,8 +51,8 @@ interface ResponseContext {
   /** Best final response so far (§16.7 step 6), forwarded once every branch has ended. */
   best: SipResponse | null;
   finalSent: boolean;
-  /** Branches given up on by their timeout; their late non-2xx responses are ignored. */
-  timedOut: Set<ClientTransaction>;
+  /** Branches given up on by their timeout (late non-2xx responses ignored); null until one is. */
+  timedOut: Set<ClientTransaction> | null;
 }
 
 /**
@@ -145,7 +148,7 @@ export class ProxyCore {
       return;
     }
     const ctx: ResponseContext = {
-      server: tx, request: req, branches: [], pending: [], options, best: null, finalSent: false, timedOut: new Set(),
+      server: tx, request: req, branches: [], pending: [], options, best: null, finalSent: false, timedOut: null,
     };
     tx.context = ctx;
     if (options.parallel === false) {
@@ -184,7 +187,7 @@ export class ProxyCore {
 
   #branchTimeout(ctx: ResponseContext, branch: ClientTransaction): void {
     if (!isOpen(branch) || ctx.finalSent) return;
-    ctx.timedOut.add(branch);
+    (ctx.timedOut ??= new Set()).add(branch);
     branch.cancel();
     const res = createResponse(branch.request, 408, 'Branch Timeout');
     res.removeFirst('via');
@@ -203,7 +206,7 @@ export class ProxyCore {
     if (res.vias.length === 0) return;
     ctx.options.onResponse?.(res, client);
     if (status < 200) {
-      if (!ctx.finalSent && !ctx.timedOut.has(client)) ctx.server.respond(res);
+      if (!ctx.finalSent && ctx.timedOut?.has(client) !== true) ctx.server.respond(res);
       return;
     }
     if (status < 300) {
@@ -212,12 +215,14 @@ export class ProxyCore {
       ctx.finalSent = true;
       ctx.pending = [];
       ctx.request = null;
+      // The context lives on with the server transaction (64*T1): let go of what the caller's callbacks hold.
+      ctx.options = FINISHED;
       ctx.server.respond(res);
       if (ctx.server.state === 'terminated') this.#stack.transport.sendResponse(res, ctx.server.source);
       for (const b of ctx.branches) if (b !== client) b.cancel();
       return;
     }
-    if (ctx.timedOut.has(client)) return;
+    if (ctx.timedOut?.has(client) === true) return;
     this.#finalFromBranch(ctx, res);
   }
 
@@ -236,7 +241,7 @@ export class ProxyCore {
       if (ctx.pending.length === 0) ctx.request = null;
       return;
     }
-    if (ctx.branches.some((b) => isOpen(b) && !ctx.timedOut.has(b))) return;
+    if (ctx.branches.some((b) => isOpen(b) && ctx.timedOut?.has(b) !== true)) return;
     ctx.finalSent = true;
     const best = ctx.best;
     // §16.7 step 6: a 503 from downstream becomes 500 upstream (the proxy itself is not unavailable).
@@ -246,6 +251,7 @@ export class ProxyCore {
     }
     ctx.server.respond(best);
     ctx.options.onFinal?.(best.status);
+    ctx.options = FINISHED;
   }
 
   #cancel(cancel: SipRequest, tx: ServerTransaction): void {
