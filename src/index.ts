@@ -5,7 +5,7 @@
 export { defineApp } from './server/app/types.ts';
 export type { SipApplication, AppContext, AppTimer, RequestHandler, ResponseHandler } from './server/app/types.ts';
 export { IncomingRequest, IncomingResponse, OutgoingRequest, OutgoingResponse } from './server/app/messages.ts';
-export type { ProxyToOptions, B2buaOptions } from './server/app/messages.ts';
+export type { ProxyToOptions, ProxyBranch, B2buaOptions } from './server/app/messages.ts';
 export type { SipApplicationSession, SipSession } from './server/app/session.ts';
 export { AttributeError, type JsonValue } from './server/app/attributes.ts';
 export { SipError, SipParseError } from './sip/errors.ts';

@@ -19,6 +19,8 @@ const DIALOG_CREATING = new Set(['INVITE', 'SUBSCRIBE', 'REFER', 'NOTIFY']);
 export interface ProxyTarget {
   dest: Destination;
   requestUri?: string;
+  /** Route headers to put on this branch (a registered contact's Path, RFC 3327), in order. */
+  routes?: string[];
 }
 
 export interface ForwardOptions {
@@ -164,6 +166,7 @@ export class ProxyCore {
   #prepare(req: SipRequest, target: ProxyTarget, options: ForwardOptions): SipRequest {
     const out = req.clone();
     if (target.requestUri !== undefined) out.uri = target.requestUri;
+    if (target.routes !== undefined) for (let i = target.routes.length - 1; i >= 0; i--) out.prepend('route', target.routes[i]!);
     out.set('max-forwards', (req.maxForwards ?? 70) - 1);
     if ((options.recordRoute ?? this.#options.recordRoute) && req.toTag === null && DIALOG_CREATING.has(req.method)) {
       const rr = this.#recordRoute.get(target.dest.protocol) ?? this.#recordRoute.values().next().value!;

@@ -38,9 +38,9 @@ export class Registrar {
     this.#o = { minExpires: 60, maxExpires: 7200, defaultExpires: 3600, ...options };
   }
 
-  /** Contacts registered for an AOR, best first (for proxies and forking). */
-  async contacts(aor: string): Promise<string[]> {
-    return (await this.#o.location.lookup(aor)).map((b) => b.contact);
+  /** Contacts registered for an AOR, best first, each with the Path to reach it (RFC 3327) as its route. */
+  async contacts(aor: string): Promise<Array<{ uri: string; route: string[] }>> {
+    return (await this.#o.location.lookup(aor)).map((b) => ({ uri: b.contact, route: b.path }));
   }
 
   async handle(req: IncomingRequest): Promise<void> {

@@ -6,7 +6,7 @@ import { AppContainer } from '../../src/server/app/container.ts';
 import { SipNode } from '../../src/server/node.ts';
 import { Registrar } from '../../src/server/registrar.ts';
 import { parseMessage } from '../../src/sip/message/parser.ts';
-import type { SipResponse } from '../../src/sip/message/message.ts';
+import type { SipRequest, SipResponse } from '../../src/sip/message/message.ts';
 import { openStores } from '../../src/store/index.ts';
 import type { Stores } from '../../src/store/options.ts';
 
@@ -102,5 +102,31 @@ describe('registrar (RFC 3261 §10.3) on a node, over the in-memory store', () =
     const res = await register('erin', ['<sip:erin@10.0.0.9>'], ['Expires: 600'], 'same-call-id');
     assert.equal(res.status, 500);
     cseq += 10;
+  });
+
+  test('a request to an AOR registered through an edge proxy goes via its Path (RFC 3327)', async () => {
+    const edge = dgram.createSocket('udp4');
+    await new Promise<void>((r) => edge.bind(0, '127.0.0.1', () => r()));
+    const edgeUri = `<sip:127.0.0.1:${edge.address().port};lr>`;
+    try {
+      assert.equal((await register('frank', ['<sip:frank@10.0.0.10:5070>'], [`Path: ${edgeUri}`, 'Expires: 600'])).status, 200);
+      const got = new Promise<string>((resolve, reject) => {
+        const t = setTimeout(() => reject(new Error('the edge got nothing')), 2000);
+        edge.once('message', (m) => { clearTimeout(t); resolve(m.toString('latin1')); });
+      });
+      const invite = [
+        'INVITE sip:frank@example.com SIP/2.0',
+        `Via: SIP/2.0/UDP 127.0.0.1:${client.address().port};branch=z9hG4bKpath${++branch}`,
+        'Max-Forwards: 70', `From: <sip:caller@example.com>;tag=p${branch}`, 'To: <sip:frank@example.com>',
+        'Call-ID: path-test', 'CSeq: 1 INVITE', `Contact: <sip:caller@127.0.0.1:${client.address().port}>`, 'Content-Length: 0', '', '',
+      ].join('\r\n');
+      client.send(Buffer.from(invite), port, '127.0.0.1');
+      const forwarded = parseMessage(Buffer.from(await got, 'latin1'));
+      assert.ok(forwarded.isRequest);
+      assert.equal((forwarded as SipRequest).uriText, 'sip:frank@10.0.0.10:5070');
+      assert.equal(forwarded.getAll('route')[0], edgeUri, 'the Path is the route of the branch');
+    } finally {
+      edge.close();
+    }
   });
 });

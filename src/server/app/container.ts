@@ -12,7 +12,7 @@ import { ProxyCore, type ProxyTarget } from '../proxy.ts';
 import { assertJson } from './attributes.ts';
 import {
   IncomingRequest, IncomingResponse, OutgoingRequest, OutgoingResponse,
-  type B2buaOptions, type ContainerOps, type ProxyToOptions,
+  type B2buaOptions, type ContainerOps, type ProxyBranch, type ProxyToOptions,
 } from './messages.ts';
 import { AppRouter, type RouteRule } from './router.ts';
 import { SessionManager, type SipApplicationSession, type SipSession } from './session.ts';
@@ -282,12 +282,19 @@ export class AppContainer implements NodeApp, ContainerOps {
 
   // ---- proxying ----
 
-  proxy(req: IncomingRequest, targets: string[], options: ProxyToOptions): void {
+  proxy(req: IncomingRequest, targets: Array<string | ProxyBranch>, options: ProxyToOptions): void {
     if (!this.#core.receive(req.raw, req.tx)) return;
     const routed = this.#core.routeDestination(req.raw);
-    const list: ProxyTarget[] = targets.map((t) => {
-      const dest = options.nextHop !== undefined ? this.#nextHop(options.nextHop) : routed ?? uriDestination(parseUri(t));
-      return t === req.uriText ? { dest } : { dest, requestUri: t };
+    const list: ProxyTarget[] = targets.map((target) => {
+      const t = typeof target === 'string' ? target : target.uri;
+      const route = typeof target === 'string' || target.route === undefined || target.route.length === 0 ? undefined : target.route;
+      // A branch with its own route goes to the first hop of it (loose routing), the rest as Route headers.
+      const dest = options.nextHop !== undefined ? this.#nextHop(options.nextHop)
+        : route !== undefined ? uriDestination(parseAddress(route[0]!, 'Route').uri)
+        : routed ?? uriDestination(parseUri(t));
+      const base: ProxyTarget = t === req.uriText ? { dest } : { dest, requestUri: t };
+      if (route !== undefined) base.routes = route;
+      return base;
     });
     const recordRoute = options.recordRoute ?? true;
     const app = this.#apps.get(req.appName)!;

@@ -6,6 +6,12 @@ import type { ServerTransaction } from '../../sip/transaction/server.ts';
 import type { Source } from '../../sip/transport/types.ts';
 import type { SipApplicationSession, SipSession } from './session.ts';
 
+/** A proxy target with the route to reach it (e.g. a registered contact behind a Path, RFC 3327). */
+export interface ProxyBranch {
+  uri: string;
+  route?: string[];
+}
+
 export interface ProxyToOptions {
   /** Stay on the path of in-dialog requests (default true). */
   recordRoute?: boolean;
@@ -31,7 +37,7 @@ export interface B2buaOptions {
 /** What the message wrappers ask of the container that made them. */
 export interface ContainerOps {
   sendResponse(req: IncomingRequest, res: OutgoingResponse): void;
-  proxy(req: IncomingRequest, targets: string[], options: ProxyToOptions): void;
+  proxy(req: IncomingRequest, targets: Array<string | ProxyBranch>, options: ProxyToOptions): void;
   b2bua(req: IncomingRequest, options: B2buaOptions): OutgoingRequest;
   send(req: OutgoingRequest): void;
   ack(res: IncomingResponse): void;
@@ -143,8 +149,11 @@ export class IncomingRequest {
     res.send();
   }
 
-  /** Proxies the request to one or more targets (SIP URIs); the container relays responses and CANCELs. */
-  proxyTo(targets: string | string[], options: ProxyToOptions = {}): void {
+  /**
+   * Proxies the request to one or more targets (SIP URIs, or URIs with the route to them); the container relays
+   * responses and CANCELs.
+   */
+  proxyTo(targets: string | ProxyBranch | Array<string | ProxyBranch>, options: ProxyToOptions = {}): void {
     if (this.committed) throw new SipError('SIP_INVALID_STATE', 500, 'the request was already answered or proxied');
     this.#committed = true;
     this.#ops.proxy(this, Array.isArray(targets) ? targets : [targets], options);
