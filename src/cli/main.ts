@@ -3,7 +3,9 @@ import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import type { AppOptions } from '../server/app-options.ts';
 import { SipNode, type NodeApp } from '../server/node.ts';
+import { readFileSync } from 'node:fs';
 import { AppContainer } from '../server/app/container.ts';
+import { RouterConfigError, type RouteRule } from '../server/app/router.ts';
 import { DigestAuthenticator } from '../server/auth/digest.ts';
 import { Registrar } from '../server/registrar.ts';
 import { openStores, type Stores } from '../store/index.ts';
@@ -14,7 +16,9 @@ const USAGE = `Usage: sipfleet <command> [options]
 
 Commands:
   node      run one SIP node
-              --app NAME|PATH       uas, proxy, b2bua (stack-uas, stack-proxy: no app layer), or a module
+              --app NAME|PATH       uas, proxy, b2bua (stack-uas, stack-proxy: no app layer), or a module;
+                                    repeatable (several apps share the node)
+              --router FILE         JSON rules picking the app of an initial request (method, uri, header)
               --listen HOST:PORT    address to listen on (repeatable; default 127.0.0.1:5060)
               --transport T         udp, tcp or udp,tcp (default udp)
               --route-to HOST:PORT  proxy: next hop for initial requests
@@ -77,7 +81,7 @@ function isApplication(v: unknown): v is SipApplication {
  * taking the options and returning one; it runs in an AppContainer. A module exporting `createApp(options)`
  * returning a NodeApp runs on the bare stack.
  */
-async function loadApp(spec: string, options: AppOptions): Promise<NodeApp> {
+async function loadApp(spec: string, options: AppOptions): Promise<NodeApp | SipApplication> {
   let mod: { createApp?: (o: AppOptions) => NodeApp; default?: unknown };
   const bundled = BUNDLED[spec];
   if (bundled !== undefined) {
@@ -94,14 +98,52 @@ async function loadApp(spec: string, options: AppOptions): Promise<NodeApp> {
   if (typeof mod.createApp === 'function') return mod.createApp(options);
   const app = typeof mod.default === 'function' ? (mod.default as (o: AppOptions) => unknown)(options) : mod.default;
   if (!isApplication(app)) throw new ConfigError('--app', `${spec} must export a SipApplication (or a function returning one) as default`);
-  return new AppContainer({ apps: [app], appOptions: { ...options } });
+  return app;
+}
+
+/**
+ * Loads the apps of a node into one container. With several apps, `--router FILE` (a JSON array of rules
+ * `{ "app": NAME, "method"?: M, "uri"?: REGEX, "header"?: { "name": H, "pattern": REGEX } }`) picks the app for each
+ * initial request; requests no rule matches go to the first app.
+ */
+async function loadApps(specs: string[], options: AppOptions, routerFile: string | undefined): Promise<NodeApp> {
+  const loaded = await Promise.all(specs.map((s) => loadApp(s, options)));
+  const apps: SipApplication[] = [];
+  for (const [i, a] of loaded.entries()) {
+    if (isApplication(a) && !('onRequest' in a)) apps.push(a);
+    else if (loaded.length === 1) return a as NodeApp;
+    else throw new ConfigError('--app', `${specs[i]} runs on the bare stack and cannot share a node with other apps`);
+  }
+  const names = new Set<string>();
+  for (const a of apps) {
+    if (names.has(a.name)) throw new ConfigError('--app', `two apps are named "${a.name}"`);
+    names.add(a.name);
+  }
+  let rules: RouteRule[] = [];
+  if (routerFile !== undefined) {
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(readFileSync(routerFile, 'utf8'));
+    } catch (err) {
+      throw new ConfigError('--router', `cannot read ${routerFile}: ${(err as Error).message}`);
+    }
+    if (!Array.isArray(parsed)) throw new ConfigError('--router', 'expected a JSON array of rules');
+    rules = parsed as RouteRule[];
+  }
+  try {
+    return new AppContainer({ apps, rules, appOptions: { ...options } });
+  } catch (err) {
+    if (err instanceof RouterConfigError) throw new ConfigError(err.key, err.message.slice(err.key.length + 2));
+    throw err;
+  }
 }
 
 async function runNode(argv: string[]): Promise<number> {
   const { values } = parseArgs({
     args: argv,
     options: {
-      app: { type: 'string', default: 'uas' },
+      app: { type: 'string', multiple: true },
+      router: { type: 'string' },
       listen: { type: 'string', multiple: true },
       transport: { type: 'string' },
       'route-to': { type: 'string' },
@@ -173,7 +215,7 @@ async function runNode(argv: string[]): Promise<number> {
   } else if (values['auth-realm'] !== undefined) {
     throw new ConfigError('--auth-realm', 'needs --store (credentials live in the store)');
   }
-  const app = await loadApp(values.app!, appOptions);
+  const app = await loadApps(values.app ?? ['uas'], appOptions, values.router);
   const timers = {
     t1: positiveInt('--t1', values.t1, 500, false),
     t2: positiveInt('--t2', values.t2, 4000, false),
