@@ -16,7 +16,7 @@ import {
 } from './messages.ts';
 import { AppRouter, type RouteRule } from './router.ts';
 import { SessionManager, type SipApplicationSession, type SipSession } from './session.ts';
-import type { AppContext, AppTimer, ResponseHandler, SipApplication } from './types.ts';
+import { HANDLED_METHODS, type AppContext, type AppTimer, type HandledMethod, type ResponseHandler, type SipApplication } from './types.ts';
 
 export interface ContainerOptions {
   apps: SipApplication[];
@@ -31,6 +31,8 @@ export interface ContainerOptions {
 /** Our Record-Route parameter carrying the application session id of a proxied dialog. */
 const RR_KEY = 'sfa';
 const DIALOG_CREATING = new Set(['INVITE', 'SUBSCRIBE', 'REFER']);
+/** Request method → handler name, without a toLowerCase per request. */
+const HANDLER_OF: ReadonlyMap<string, HandledMethod> = new Map(HANDLED_METHODS.map((m) => [m.toUpperCase(), m]));
 
 /** What a server transaction's context holds when the container answers it (UAS or B2BUA leg A). */
 interface UasContext {
@@ -161,7 +163,8 @@ export class AppContainer implements NodeApp, ContainerOps {
   }
 
   #dispatch(app: SipApplication, req: IncomingRequest): void {
-    const handler = app[req.method.toLowerCase() as 'invite'] ?? app.request;
+    const key = HANDLER_OF.get(req.method);
+    const handler = (key === undefined ? undefined : app[key]) ?? app.request;
     if (handler === undefined) {
       if (req.method === 'ACK') return;
       if (req.unknownDialog) {
@@ -182,29 +185,30 @@ export class AppContainer implements NodeApp, ContainerOps {
 
   /** Runs a handler; a throw or rejection answers the request 500 (or the error's status) when nothing else did. */
   #run(req: IncomingRequest | null, fn: () => unknown): void {
-    const fail = (err: unknown): void => {
-      this.counters.handlerErrors++;
-      if (req === null || req.method === 'ACK' || req.committed) return;
-      const status = err instanceof SipError && err.status >= 300 && err.status < 700 ? err.status : 500;
-      const reason = err instanceof Error ? err.message.replace(/[\r\n]+/g, ' ').slice(0, 100) : 'Server Internal Error';
-      try {
-        req.reply(status, reason);
-      } catch {
-        // already answered in the meantime
-      }
-    };
     try {
       const r = fn();
-      if (r instanceof Promise) r.catch(fail);
+      if (r instanceof Promise) r.catch((err: unknown) => this.#handlerFailed(req, err));
     } catch (err) {
-      fail(err);
+      this.#handlerFailed(req, err);
+    }
+  }
+
+  #handlerFailed(req: IncomingRequest | null, err: unknown): void {
+    this.counters.handlerErrors++;
+    if (req === null || req.method === 'ACK' || req.committed) return;
+    const status = err instanceof SipError && err.status >= 300 && err.status < 700 ? err.status : 500;
+    const reason = err instanceof Error ? err.message.replace(/[\r\n]+/g, ' ').slice(0, 100) : 'Server Internal Error';
+    try {
+      req.reply(status, reason);
+    } catch {
+      // already answered in the meantime
     }
   }
 
   #allow(app: SipApplication): string {
     const methods = ['ACK', 'CANCEL', 'BYE'];
-    for (const m of ['invite', 'register', 'options', 'message', 'info', 'update', 'prack', 'subscribe', 'notify', 'refer'] as const) {
-      if (app[m] !== undefined || app.request !== undefined) methods.push(m.toUpperCase());
+    for (const m of HANDLED_METHODS) {
+      if (m !== 'ack' && m !== 'cancel' && m !== 'bye' && (app[m] !== undefined || app.request !== undefined)) methods.push(m.toUpperCase());
     }
     return methods.join(', ');
   }
@@ -342,7 +346,8 @@ export class AppContainer implements NodeApp, ContainerOps {
     if (appSession === undefined || session === undefined) return;
     if (req.method !== 'BYE') this.sessions.keepFor(appSession, this.#proxySessionTtlMs);
     const app = this.#apps.get(appSession.appName);
-    const handler = app?.[req.method.toLowerCase() as 'bye'];
+    const hk = HANDLER_OF.get(req.method);
+    const handler = hk === undefined ? undefined : app?.[hk];
     if (app !== undefined && handler !== undefined) {
       const wrapped = new IncomingRequest(req, tx, source, session, this, appSession.appName);
       wrapped.markCommitted();
