@@ -43,21 +43,26 @@ describe('B2BUA', () => {
   }
 });
 
+/** Runs 10 record-routed calls through a node forking to `targets`; all must succeed. */
+async function forkCalls(targets: string[], options: string[] = []): Promise<void> {
+  const port = await freePort('127.0.0.2');
+  const node = await startSipfleetNode(['--app', forkApp, '--listen', `127.0.0.2:${port}`, '--option', `targets=${targets.join(',')}`, ...options]);
+  try {
+    const r = await runSipp({ sf: SCENARIO_UAC_RR, remote: `127.0.0.2:${port}`, localIp: '127.0.0.1', rate: 5, maxCalls: 10, timeoutSec: 30 });
+    assert.equal(r.failed, 0, r.stdout.slice(-1500));
+    assert.equal(r.successful, 10);
+  } finally {
+    await node.stop();
+  }
+}
+
 describe('forking', () => {
   test('parallel: three callees ring, one answers, the other two get CANCEL', async () => {
     const ringing1 = await startSippUas({ localIp: '127.0.0.3', sf: scenario('uas-ring-cancel.xml') });
     const ringing2 = await startSippUas({ localIp: '127.0.0.4', sf: scenario('uas-ring-cancel.xml') });
     const answering = await startSippUas({ localIp: '127.0.0.5', sf: SCENARIO_UAS_RR });
     const targets = [`sip:a@127.0.0.3:${ringing1.localPort}`, `sip:b@127.0.0.4:${ringing2.localPort}`, `sip:c@127.0.0.5:${answering.localPort}`];
-    const port = await freePort('127.0.0.2');
-    const node = await startSipfleetNode(['--app', forkApp, '--listen', `127.0.0.2:${port}`, '--option', `targets=${targets.join(',')}`]);
-    try {
-      const r = await runSipp({ sf: SCENARIO_UAC_RR, remote: `127.0.0.2:${port}`, localIp: '127.0.0.1', rate: 5, maxCalls: 10, timeoutSec: 30 });
-      assert.equal(r.failed, 0, r.stdout.slice(-1500));
-      assert.equal(r.successful, 10);
-    } finally {
-      await node.stop();
-    }
+    await forkCalls(targets);
     for (const [name, uas] of [['ringing1', ringing1], ['ringing2', ringing2]] as const) {
       const res = await uas.stop();
       assert.equal(res.successful, 10, `${name} was cancelled 10 times (INVITE, 180, CANCEL, 200, 487, ACK)`);
@@ -70,15 +75,7 @@ describe('forking', () => {
     const busy = await startSippUas({ localIp: '127.0.0.3', sf: scenario('uas-busy.xml') });
     const answering = await startSippUas({ localIp: '127.0.0.4', sf: SCENARIO_UAS_RR });
     const targets = [`sip:a@127.0.0.3:${busy.localPort}`, `sip:b@127.0.0.4:${answering.localPort}`];
-    const port = await freePort('127.0.0.2');
-    const node = await startSipfleetNode(['--app', forkApp, '--listen', `127.0.0.2:${port}`, '--option', `targets=${targets.join(',')}`, '--option', 'mode=sequential']);
-    try {
-      const r = await runSipp({ sf: SCENARIO_UAC_RR, remote: `127.0.0.2:${port}`, localIp: '127.0.0.1', rate: 5, maxCalls: 10, timeoutSec: 30 });
-      assert.equal(r.failed, 0, r.stdout.slice(-1500));
-      assert.equal(r.successful, 10);
-    } finally {
-      await node.stop();
-    }
+    await forkCalls(targets, ['--option', 'mode=sequential']);
     const b = await busy.stop();
     assert.equal(b.successful, 10, 'the busy callee was tried first each time');
     await answering.stop({ graceful: false });
@@ -88,16 +85,7 @@ describe('forking', () => {
     const ringing = await startSippUas({ localIp: '127.0.0.3', sf: scenario('uas-ring-cancel.xml') });
     const answering = await startSippUas({ localIp: '127.0.0.4', sf: SCENARIO_UAS_RR });
     const targets = [`sip:a@127.0.0.3:${ringing.localPort}`, `sip:b@127.0.0.4:${answering.localPort}`];
-    const port = await freePort('127.0.0.2');
-    const node = await startSipfleetNode(['--app', forkApp, '--listen', `127.0.0.2:${port}`, '--option', `targets=${targets.join(',')}`,
-      '--option', 'mode=sequential', '--option', 'branchTimeoutMs=300']);
-    try {
-      const r = await runSipp({ sf: SCENARIO_UAC_RR, remote: `127.0.0.2:${port}`, localIp: '127.0.0.1', rate: 5, maxCalls: 10, timeoutSec: 30 });
-      assert.equal(r.failed, 0, r.stdout.slice(-1500));
-      assert.equal(r.successful, 10);
-    } finally {
-      await node.stop();
-    }
+    await forkCalls(targets, ['--option', 'mode=sequential', '--option', 'branchTimeoutMs=300']);
     const rg = await ringing.stop();
     assert.equal(rg.successful, 10, `the ringing callee was cancelled each time: ${errors(rg.errorLogPath)}`);
     await answering.stop({ graceful: false });
