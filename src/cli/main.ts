@@ -10,7 +10,13 @@ import { DigestAuthenticator } from '../server/auth/digest.ts';
 import { Registrar } from '../server/registrar.ts';
 import { openStores, type Stores } from '../store/index.ts';
 import type { SipApplication } from '../server/app/types.ts';
-import { parseHostPort, type ListenAddress, type TransportProtocol } from '../sip/transport/types.ts';
+import { parseHostPort, type ListenAddress } from '../sip/transport/types.ts';
+import { HeartbeatSender } from '../server/cluster/heartbeat.ts';
+import { ConfigError, hostPort, parseTransports, positiveInt, replication } from './config.ts';
+import { runBalancer } from './balancer.ts';
+import { runUp } from './up.ts';
+import { runDrain, runStatus } from './status.ts';
+import { packageVersion } from './version.ts';
 
 const USAGE = `Usage: sipfleet <command> [options]
 
@@ -33,36 +39,33 @@ Commands:
               --auth-realm REALM    digest-authenticate REGISTER (secret: SIPFLEET_AUTH_SECRET)
               --auth-invites        also challenge initial INVITEs (407)
               --auth-nonce-ttl-ms N nonce lifetime (default 300000); older nonces get stale=true
-              --node-id ID          this node's id, recorded with its registrations
+              --node-id ID          this node's id (registrations, balancers, status)
+              --balancer HOST:PORT  a balancer's internal address: every request leaves through it
+              --cluster-control HOST:PORT  send heartbeats to this balancer (repeatable; secret:
+                                    SIPFLEET_CLUSTER_SECRET)
+              --heartbeat-ms N      heartbeat interval (default 50)
+              --node-version V      version announced to balancers (default: the package's)
+              --replication S       ConfirmedDialog (default), EarlyDialog or None
+  balancer  run a balancer alone (multi-host clusters; secret: SIPFLEET_CLUSTER_SECRET)
+              --listen HOST:PORT    external side, for clients (repeatable; default 127.0.0.1:5060)
+              --internal HOST:PORT  internal side, for nodes (default: external host, port + 1)
+              --control HOST:PORT   heartbeats from nodes (UDP; default: internal host, port + 1)
+              --transport T         udp, tcp or udp,tcp (default udp)
+              --dead-after-ms N     a silent node is dead after N ms (default 250)
+              --admin HOST:PORT     HTTP status/drain endpoint (for sipfleet status --admin)
+  up        a local cluster: a balancer and N nodes on the embedded store
+              --nodes N --app NAME|PATH --route-to HOST:PORT --listen HOST:PORT --transport T
+              --store URL --replication S --data DIR --node-address IP --node-port N
+              --internal/--control/--admin HOST:PORT --dead-after-ms N --heartbeat-ms N
+              --restart-delay-ms N --ring-ms N --call-ms N --option K=V
+              --config FILE         the same keys in YAML (flags win)
+  status    [--json] [--admin URL] [--data DIR]  the nodes of the cluster run by "up" here
+  drain     NODE [--undo] [--admin URL] [--data DIR]  no new calls for NODE (its calls go on)
   user      add USER PASSWORD | del USER  --realm REALM --store URL
   help      this text
 `;
 
-/** A command-line or configuration error: names the key and what was expected. */
-export class ConfigError extends Error {
-  readonly key: string;
-  constructor(key: string, message: string) {
-    super(`${key}: ${message}`);
-    this.name = 'ConfigError';
-    this.key = key;
-  }
-}
-
-function positiveInt(key: string, value: string | undefined, fallback: number, allowZero = true): number {
-  if (value === undefined) return fallback;
-  if (!/^\d+$/.test(value) || (!allowZero && Number(value) === 0)) throw new ConfigError(key, `expected a ${allowZero ? 'non-negative' : 'positive'} integer, got "${value}"`);
-  return Number(value);
-}
-
-export function parseTransports(value: string | undefined): TransportProtocol[] {
-  const list = (value ?? 'udp').split(',').map((t) => t.trim().toLowerCase());
-  const out: TransportProtocol[] = [];
-  for (const t of list) {
-    if (t !== 'udp' && t !== 'tcp') throw new ConfigError('--transport', `expected udp, tcp or udp,tcp, got "${value}"`);
-    out.push(t.toUpperCase() as TransportProtocol);
-  }
-  return out;
-}
+export { ConfigError, parseTransports } from './config.ts';
 
 const BUNDLED: Record<string, () => Promise<unknown>> = {
   uas: () => import('../../apps/uas.ts'),
@@ -160,6 +163,11 @@ async function runNode(argv: string[]): Promise<number> {
       'auth-invites': { type: 'boolean', default: false },
       'auth-nonce-ttl-ms': { type: 'string' },
       'node-id': { type: 'string' },
+      balancer: { type: 'string' },
+      'cluster-control': { type: 'string', multiple: true },
+      'heartbeat-ms': { type: 'string' },
+      'node-version': { type: 'string' },
+      replication: { type: 'string' },
     },
     strict: true,
   });
@@ -215,25 +223,51 @@ async function runNode(argv: string[]): Promise<number> {
   } else if (values['auth-realm'] !== undefined) {
     throw new ConfigError('--auth-realm', 'needs --store (credentials live in the store)');
   }
+  const strategy = replication('--replication', values.replication);
+  const outbound = values.balancer === undefined ? null : { protocol: protocols[0]!, ...hostPort('--balancer', values.balancer) };
+  const controls = (values['cluster-control'] ?? []).map((c) => hostPort('--cluster-control', c));
+  const secret = process.env.SIPFLEET_CLUSTER_SECRET;
+  if (controls.length > 0 && (secret === undefined || secret.length === 0)) {
+    throw new ConfigError('SIPFLEET_CLUSTER_SECRET', 'the cluster secret must be set in the environment when --cluster-control is given');
+  }
+  const heartbeatMs = positiveInt('--heartbeat-ms', values['heartbeat-ms'], 50, false);
   const app = await loadApps(values.app ?? ['uas'], appOptions, values.router);
   const timers = {
     t1: positiveInt('--t1', values.t1, 500, false),
     t2: positiveInt('--t2', values.t2, 4000, false),
     t4: positiveInt('--t4', values.t4, 5000, false),
   };
-  const node = await SipNode.start({ listen, app, timers });
+  const node = await SipNode.start({ listen, app, timers, outboundProxy: outbound });
+  let heartbeat: HeartbeatSender | null = null;
+  if (controls.length > 0) {
+    const listening = node.stack.transport.listening;
+    heartbeat = new HeartbeatSender({
+      id: values['node-id'] ?? `${listening[0]!.host}:${listening[0]!.port}`,
+      version: values['node-version'] ?? packageVersion(),
+      addresses: [...listening],
+      secret: secret!,
+      targets: controls,
+      intervalMs: heartbeatMs,
+      load: () => app.load?.() ?? { calls: 0, unknownDialogs: 0 },
+    });
+    await heartbeat.start();
+    const hb = heartbeat;
+    // Draining by hand on a host without a balancer's admin: kill -USR2 PID toggles it.
+    process.on('SIGUSR2', () => { hb.draining = !hb.draining; });
+  }
   if (values['trace-sip']) {
     node.stack.transport.tap = (dir, data, peer) => {
       process.stderr.write(`${dir === 'in' ? '<<<' : '>>>'} ${peer.protocol} ${peer.host}:${peer.port}\n${data.toString('latin1')}\n`);
     };
   }
   const where = node.stack.transport.listening.map((l) => `${l.protocol.toLowerCase()}:${l.host}:${l.port}`).join(' ');
-  process.stdout.write(`sipfleet node (${app.name}) listening on ${where}\n`);
+  process.stdout.write(`sipfleet node (${app.name}) listening on ${where}${heartbeat === null ? '' : ` (cluster node ${values['node-id'] ?? where}, replication ${strategy}, boot ${heartbeat.boot})`}\n`);
   await new Promise<void>((resolve) => {
     const stop = (): void => resolve();
     process.once('SIGTERM', stop);
     process.once('SIGINT', stop);
   });
+  heartbeat?.stop();
   await node.close();
   await stores?.close();
   return 0;
@@ -274,6 +308,14 @@ export async function main(argv: string[]): Promise<number> {
         return await runNode(rest);
       case 'user':
         return await runUser(rest);
+      case 'balancer':
+        return await runBalancer(rest);
+      case 'up':
+        return await runUp(rest);
+      case 'status':
+        return await runStatus(rest);
+      case 'drain':
+        return await runDrain(rest);
       case undefined:
       case 'help':
       case '--help':

@@ -17,6 +17,13 @@ export interface NodeApp {
   /** A response that matched no client transaction (e.g. a 2xx retransmitted after its transaction ended). */
   onStrayResponse?(res: SipResponse, source: Source): void;
   stop?(): void | Promise<void>;
+  /** Calls in progress and in-dialog requests for calls this node does not hold, reported to balancers. */
+  load?(): NodeLoad;
+}
+
+export interface NodeLoad {
+  calls: number;
+  unknownDialogs: number;
 }
 
 export interface NodeOptions extends StackOptions {

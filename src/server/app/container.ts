@@ -7,7 +7,8 @@ import type { ClientTransaction } from '../../sip/transaction/client.ts';
 import type { ServerTransaction } from '../../sip/transaction/server.ts';
 import { uriDestination } from '../../sip/transport/transport-layer.ts';
 import { parseHostPort, type Destination, type Source } from '../../sip/transport/types.ts';
-import type { NodeApp, SipNode } from '../node.ts';
+import { AFFINITY_PARAM, affinityKey } from '../cluster/affinity.ts';
+import type { NodeApp, NodeLoad, SipNode } from '../node.ts';
 import { ProxyCore, type ProxyTarget } from '../proxy.ts';
 import { assertJson } from './attributes.ts';
 import {
@@ -70,7 +71,7 @@ export class AppContainer implements NodeApp, ContainerOps {
    */
   #proxySessionTtlMs = 3_600_000;
   #timerSeq = 0;
-  readonly counters = { requests: 0, handlerErrors: 0, sessionsCreated: 0 };
+  readonly counters = { requests: 0, handlerErrors: 0, sessionsCreated: 0, unknownDialogs: 0 };
 
   constructor(options: ContainerOptions) {
     if (options.apps.length === 0) throw new SipError('SIP_INVALID_STATE', 500, 'a container needs at least one app');
@@ -95,11 +96,25 @@ export class AppContainer implements NodeApp, ContainerOps {
     for (const app of this.#apps.values()) await app.init?.(this.#context());
   }
 
+  /** Calls in progress (application sessions alive), and in-dialog requests for calls not held here. */
+  load(): NodeLoad {
+    return { calls: this.sessions.size, unknownDialogs: this.counters.unknownDialogs };
+  }
+
   async stop(): Promise<void> {
     for (const t of this.#timers.values()) clearTimeout(t);
     this.#timers.clear();
     for (const app of this.#apps.values()) await app.destroy?.();
     this.sessions.clear();
+  }
+
+  /**
+   * Our Contact for a call's legs, with the call's affinity key: a balancer sends the in-dialog requests of every
+   * leg (a B2BUA's have their own Call-IDs) to the node the first leg's Call-ID picks, this one or its successor.
+   */
+  #contactFor(appSession: SipApplicationSession): string {
+    const key = appSession.affinity;
+    return key === null ? this.#contact : `<${this.#localUri};${AFFINITY_PARAM}=${key}>`;
   }
 
   #context(): AppContext {
@@ -109,7 +124,7 @@ export class AppContainer implements NodeApp, ContainerOps {
         if (session.dialog === null || session.dialog.state === 'terminated') {
           throw new SipError('SIP_INVALID_STATE', 500, `session ${session.id} has no dialog to send ${method} in`);
         }
-        const raw = session.dialog.createRequest(method, { contact: this.#contact });
+        const raw = session.dialog.createRequest(method, { contact: this.#contactFor(session.appSession) });
         return new OutgoingRequest(raw, session, this);
       },
       createTimer: (s, ms, info, o) => this.#createTimer(s, ms, info, o?.persistent ?? false),
@@ -145,9 +160,14 @@ export class AppContainer implements NodeApp, ContainerOps {
         return;
       }
       // Not ours (or gone): the app decides, e.g. a proxy routes it on, a UAS answers 481.
+      if (req.method !== 'ACK') this.counters.unknownDialogs++;
     }
     const app = this.#apps.get(this.#router.route(req))!;
-    const wrapped = new IncomingRequest(req, tx, source, () => this.sessions.create(app.name).createSession(), this, app.name, toTag !== null);
+    const wrapped = new IncomingRequest(req, tx, source, () => {
+      const appSession = this.sessions.create(app.name);
+      appSession.affinity = affinityKey(req.callId);
+      return appSession.createSession();
+    }, this, app.name, toTag !== null);
     if (tx !== null) tx.context = { kind: 'uas', request: wrapped } satisfies UasContext;
     this.#dispatch(app, wrapped);
     // A session nothing holds on to (an ACK passed on, a request answered at once without a dialog) ends here.
@@ -224,7 +244,7 @@ export class AppContainer implements NodeApp, ContainerOps {
     const creates = req.isInitial && DIALOG_CREATING.has(req.method) && status > 100 && status < 300;
     if (creates) {
       if (res.toTag === null) res.set('to', `${res.get('to')!};tag=${session.id}`);
-      if (!res.has('contact')) res.set('contact', this.#contact);
+      if (!res.has('contact')) res.set('contact', this.#contactFor(session.appSession));
       if (session.dialog === null) {
         session.dialog = this.#node.stack.dialogs.add(Dialog.fromUas(req.raw, res));
         session.role = session.role === 'unset' ? 'uas' : session.role;
@@ -343,7 +363,10 @@ export class AppContainer implements NodeApp, ContainerOps {
     this.#core.forward(req, tx, { dest });
     const appSession = this.sessions.find(key);
     const session = appSession?.sessions.values().next().value;
-    if (appSession === undefined || session === undefined) return;
+    if (appSession === undefined || session === undefined) {
+      if (req.method !== 'ACK') this.counters.unknownDialogs++;
+      return;
+    }
     if (req.method !== 'BYE') this.sessions.keepFor(appSession, this.#proxySessionTtlMs);
     const app = this.#apps.get(appSession.appName);
     const hk = HANDLER_OF.get(req.method);
@@ -413,7 +436,7 @@ export class AppContainer implements NodeApp, ContainerOps {
   #sendInDialog(session: SipSession, method: string, content: { body: Buffer; contentType: string | undefined } | undefined, onFinal: (res: SipResponse) => void): void {
     const dialog = session.dialog;
     if (dialog === null || dialog.state === 'terminated') return;
-    const out = dialog.createRequest(method, { contact: this.#contact, body: content?.body });
+    const out = dialog.createRequest(method, { contact: this.#contactFor(session.appSession), body: content?.body });
     if (content?.contentType !== undefined) out.set('content-type', content.contentType);
     this.#node.stack.dialogs.send(out, {
       onResponse: (res) => {
@@ -440,7 +463,7 @@ export class AppContainer implements NodeApp, ContainerOps {
       { name: 'To', key: 'to', value: stripTag(options.to ?? raw.get('to')!) },
       { name: 'Call-ID', key: 'call-id', value: `${b.id}@sipfleet` },
       { name: 'CSeq', key: 'cseq', value: `1 ${raw.method}` },
-      { name: 'Contact', key: 'contact', value: this.#contact },
+      { name: 'Contact', key: 'contact', value: this.#contactFor(a.appSession) },
     ];
     const ct = raw.get('content-type');
     if (ct !== undefined) headers.push({ name: 'Content-Type', key: 'content-type', value: ct });
@@ -497,6 +520,7 @@ export class AppContainer implements NodeApp, ContainerOps {
     const appSession = o.appSession ?? this.sessions.create(this.#router.defaultApp);
     const session = appSession.createSession();
     session.role = 'uac';
+    appSession.affinity ??= affinityKey(`${session.id}@sipfleet`);
     const to = parseAddress(o.to, 'to');
     const headers: HeaderField[] = [
       { name: 'Max-Forwards', key: 'max-forwards', value: '70' },
@@ -504,7 +528,7 @@ export class AppContainer implements NodeApp, ContainerOps {
       { name: 'To', key: 'to', value: stripTag(o.to) },
       { name: 'Call-ID', key: 'call-id', value: `${session.id}@sipfleet` },
       { name: 'CSeq', key: 'cseq', value: `1 ${method}` },
-      { name: 'Contact', key: 'contact', value: this.#contact },
+      { name: 'Contact', key: 'contact', value: this.#contactFor(appSession) },
     ];
     for (const [k, v] of Object.entries(o.headers ?? {})) headers.push({ name: k, key: k.toLowerCase(), value: v });
     const body = o.body === undefined ? undefined : typeof o.body === 'string' ? Buffer.from(o.body, 'utf8') : o.body;

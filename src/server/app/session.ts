@@ -67,6 +67,8 @@ export class SipApplicationSession extends AttributeHolder {
   readonly createdAt = Date.now();
   /** Epoch ms after which the session is invalidated by the container; 0: when its last leg ends. */
   expiresAt = 0;
+  /** The affinity key of the call (see server/cluster/affinity.ts): set from the Call-ID that started it. */
+  affinity: string | null = null;
   #valid = true;
   #manager: SessionManager;
 

@@ -3,6 +3,7 @@ import net from 'node:net';
 import { SipError, SipParseError } from '../errors.ts';
 import { createResponse, type SipRequest, type SipResponse } from '../message/message.ts';
 import { DEFAULT_MAX_MESSAGE_SIZE, parseMessage } from '../message/parser.ts';
+import { parseAddress, splitList } from '../message/address.ts';
 import { formatUri, isSipUri, type Uri } from '../message/uri.ts';
 import { defaultPort } from '../message/via.ts';
 import { TcpEndpoint, type TcpConnection } from './tcp.ts';
@@ -18,6 +19,11 @@ export interface TransportOptions {
   tcpConnectTimeoutMs?: number;
   /** RFC 3261 §18.1.1: a request larger than this that would go over UDP goes over TCP when we listen on TCP. */
   udpMtu?: number;
+  /**
+   * Every request leaves through this next hop (§8.1.2 outbound proxy): a node behind a balancer. When the message
+   * itself would not lead the proxy to the next hop chosen for it, a Route to that hop is added.
+   */
+  outboundProxy?: Destination | null;
 }
 
 /** The transport layer's user: the transaction layer, or a test. */
@@ -69,6 +75,7 @@ export class TransportLayer {
       tcpIdleTimeoutMs: 120_000,
       tcpConnectTimeoutMs: 5_000,
       udpMtu: 1300,
+      outboundProxy: null,
       ...options,
     };
     if (opts.listen.length === 0) throw new SipError('SIP_TRANSPORT', 500, 'no listening address');
@@ -239,6 +246,13 @@ export class TransportLayer {
     onError?: SendError,
     onFallback?: (dest: Destination, data: Buffer) => void,
   ): { dest: Destination; data: Buffer } {
+    const outbound = this.#options.outboundProxy;
+    if (outbound !== null && (dest.host !== outbound.host || dest.port !== outbound.port)) {
+      if (!leadsTo(req, dest)) {
+        req.prepend('route', `<sip:${formatHostPort(dest.host, dest.port)}${dest.protocol === 'TCP' ? ';transport=tcp' : ''};lr>`);
+      }
+      dest = outbound;
+    }
     let protocol = dest.protocol;
     if (!this.supports(protocol)) protocol = this.defaultProtocol;
     req.prepend('via', `SIP/2.0/${protocol} ${this.sentBy(protocol)};branch=${branch};rport`);
@@ -371,6 +385,20 @@ export class TransportLayer {
   async close(): Promise<void> {
     await Promise.all([...this.#udp.map((u) => u.close()), ...this.#tcp.map((t) => t.close())]);
   }
+}
+
+/** Whether a request's top Route (or, without one, its Request-URI) names this destination. */
+function leadsTo(req: SipRequest, dest: Destination): boolean {
+  const route = req.get('route');
+  let uri: Uri;
+  try {
+    uri = route !== undefined ? parseAddress(splitList(route, 'Route')[0]!, 'Route').uri : req.uri;
+  } catch {
+    return false;
+  }
+  if (!isSipUri(uri)) return false;
+  const host = uri.host.startsWith('[') ? uri.host.slice(1, -1) : uri.host;
+  return host === dest.host && (uri.port ?? (uri.scheme === 'sips' ? 5061 : 5060)) === dest.port;
 }
 
 /** A cheap test for "no DNS needed": dotted digits, or an IPv6 literal (validated by net.isIP only when unusual). */

@@ -1,0 +1,128 @@
+import { encodeCommand } from '../server/cluster/heartbeat.ts';
+import type { TransportOptions } from '../sip/transport/transport-layer.ts';
+import type { ListenAddress } from '../sip/transport/types.ts';
+import { Forwarder, type NodeTraffic } from './forwarder.ts';
+import { Membership, type MembershipEvent } from './membership.ts';
+
+export interface BalancerOptions {
+  external: ListenAddress[];
+  internal: ListenAddress[];
+  /** Where nodes send heartbeats (UDP). */
+  control: { host: string; port: number };
+  /** Shared with the nodes: heartbeats and commands carry an HMAC made with it. */
+  secret: string;
+  deadAfterMs?: number;
+  probeMs?: number;
+  retryAfterS?: number;
+  transport?: Omit<TransportOptions, 'listen'>;
+  /** One line per membership change (joined, dead, restarted, draining…), with how long detection took. */
+  log?: (line: string) => void;
+}
+
+export interface NodeStatus {
+  id: string;
+  pid: number;
+  boot: string;
+  version: string;
+  state: 'up' | 'draining' | 'dead';
+  sip: string[];
+  calls: number;
+  unknownDialogs: number;
+  traffic: NodeTraffic;
+  deadReason: string | null;
+}
+
+export interface BalancerStatus {
+  external: string[];
+  internal: string[];
+  control: string;
+  nodes: NodeStatus[];
+  counters: Forwarder['counters'] & Membership['counters'];
+}
+
+const fmt = (l: ListenAddress): string => `${l.protocol.toLowerCase()}:${l.host.includes(':') ? `[${l.host}]` : l.host}:${l.port}`;
+
+/** The balancer: membership (who is alive) and the forwarding plane, with the status an operator reads. */
+export class Balancer {
+  readonly membership: Membership;
+  readonly forwarder: Forwarder;
+  readonly #options: BalancerOptions;
+
+  private constructor(membership: Membership, forwarder: Forwarder, options: BalancerOptions) {
+    this.membership = membership;
+    this.forwarder = forwarder;
+    this.#options = options;
+  }
+
+  static async start(options: BalancerOptions): Promise<Balancer> {
+    const membership = new Membership({
+      secret: options.secret, host: options.control.host, port: options.control.port,
+      deadAfterMs: options.deadAfterMs, probeMs: options.probeMs,
+    });
+    await membership.start();
+    let forwarder: Forwarder;
+    try {
+      forwarder = await Forwarder.start({ external: options.external, internal: options.internal, membership, retryAfterS: options.retryAfterS, transport: options.transport });
+    } catch (err) {
+      await membership.close();
+      throw err;
+    }
+    const b = new Balancer(membership, forwarder, options);
+    const log = options.log;
+    if (log !== undefined) membership.onEvent = (e) => log(describe(e));
+    return b;
+  }
+
+  get controlPort(): number {
+    return this.membership.port;
+  }
+
+  status(): BalancerStatus {
+    return {
+      external: this.forwarder.external.listening.map(fmt),
+      internal: this.forwarder.internal.listening.map(fmt),
+      control: `udp:${this.#options.control.host}:${this.membership.port}`,
+      nodes: this.membership.members.map((m) => ({
+        id: m.id, pid: m.pid, boot: m.boot, version: m.version, state: m.state, sip: m.addresses.map(fmt),
+        calls: m.dead ? 0 : m.calls, unknownDialogs: m.unknownDialogs, traffic: this.forwarder.traffic.get(m.id) ?? { newCalls: 0, requests: 0, responses: 0 },
+        deadReason: m.deadReason,
+      })).sort((a, b) => (a.id < b.id ? -1 : 1)),
+      counters: { ...this.forwarder.counters, ...this.membership.counters },
+    };
+  }
+
+  /**
+   * Asks a node to drain (or to take calls again): a signed command to its heartbeat socket. Resolves once the
+   * node's heartbeat says it did, false when it is unknown, dead or does not answer within `timeoutMs`.
+   */
+  async drain(id: string, drain = true, timeoutMs = 2_000): Promise<boolean> {
+    const m = this.membership.get(id);
+    if (m === undefined || m.dead || m.probe === null) return false;
+    const deadline = Date.now() + timeoutMs;
+    while (Date.now() < deadline) {
+      if (m.dead) return false;
+      if (m.draining === drain) return true;
+      m.probe?.send(encodeCommand({ id, drain, ts: Date.now() }, this.#options.secret));
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    return m.draining === drain;
+  }
+
+  async close(): Promise<void> {
+    await this.forwarder.close();
+    await this.membership.close();
+  }
+}
+
+function describe(e: MembershipEvent): string {
+  const m = e.member;
+  const where = m.addresses.map(fmt).join(' ');
+  switch (e.type) {
+    case 'joined': return `node ${m.id} joined (${where}, version ${m.version}, boot ${m.boot}, pid ${m.pid})`;
+    case 'restarted': return `node ${m.id} restarted (boot ${m.boot}, pid ${m.pid}, ${where})`;
+    case 'back': return `node ${m.id} is back (heard again after ${Date.now() - m.deadAt} ms)`;
+    case 'draining': return `node ${m.id} draining (${m.calls} calls in progress)`;
+    case 'undrained': return `node ${m.id} takes new calls again`;
+    case 'dead': return `node ${m.id} dead (${e.reason}; last heartbeat ${m.deadAt - m.lastSeen} ms before)`;
+  }
+}

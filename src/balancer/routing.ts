@@ -1,0 +1,57 @@
+import { rendezvousWeight } from '../server/cluster/affinity.ts';
+
+/** What routing needs to know of a node. */
+export interface RoutingNode {
+  readonly id: string;
+  /** hashString(id): a node's rendezvous seed depends only on its id, so every balancer ranks alike. */
+  readonly seed: number;
+  readonly version: string;
+}
+
+/**
+ * Rendezvous (highest random weight) hashing: the node with the highest weight for the key wins. When a node
+ * leaves, only its keys move, and they spread evenly over the rest; when one joins, it takes an even share of
+ * new keys (in-progress calls stay where their messages say they are, see Forwarder).
+ */
+export function pickNode<T extends RoutingNode>(candidates: readonly T[], keyHash: number): T | null {
+  let best: T | null = null;
+  let bestWeight = -1;
+  for (const n of candidates) {
+    const w = rendezvousWeight(n.seed, keyHash);
+    // Ties (one in 2^32) are broken by id so that every balancer agrees.
+    if (w > bestWeight || (w === bestWeight && best !== null && n.id < best.id)) {
+      best = n;
+      bestWeight = w;
+    }
+  }
+  return best;
+}
+
+/** Compares dotted versions numerically where both parts are numbers ("1.10.0" > "1.9.2"), else as text. */
+export function compareVersions(a: string, b: string): number {
+  const pa = a.split(/[.-]/);
+  const pb = b.split(/[.-]/);
+  for (let i = 0; i < Math.max(pa.length, pb.length); i++) {
+    const x = pa[i] ?? '0';
+    const y = pb[i] ?? '0';
+    const nx = /^\d+$/.test(x) ? Number(x) : NaN;
+    const ny = /^\d+$/.test(y) ? Number(y) : NaN;
+    const c = !Number.isNaN(nx) && !Number.isNaN(ny) ? nx - ny : x < y ? -1 : x > y ? 1 : 0;
+    if (c !== 0) return c < 0 ? -1 : 1;
+  }
+  return 0;
+}
+
+/** New calls go to the nodes of the highest version among those that take calls (a rolling upgrade). */
+export function newCallCandidates<T extends RoutingNode>(accepting: readonly T[]): T[] {
+  let top: string | null = null;
+  for (const n of accepting) if (top === null || compareVersions(n.version, top) > 0) top = n.version;
+  return accepting.filter((n) => n.version === top);
+}
+
+/** Where a dead node's calls go: survivors of its version when there are any (failover stays within a version). */
+export function failoverCandidates<T extends RoutingNode>(alive: readonly T[], version: string | null): T[] {
+  if (version === null) return alive as T[];
+  const same = alive.filter((n) => n.version === version);
+  return same.length > 0 ? same : (alive as T[]);
+}

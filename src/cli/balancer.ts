@@ -1,0 +1,65 @@
+import { parseArgs } from 'node:util';
+import { startAdminServer } from '../admin/server.ts';
+import { Balancer } from '../balancer/balancer.ts';
+import type { ListenAddress, TransportProtocol } from '../sip/transport/types.ts';
+import { ConfigError, hostPort, parseTransports, positiveInt } from './config.ts';
+
+/** One line of the balancer's log, stamped with the wall clock (ms) so detection times can be read off it. */
+export function logLine(line: string): void {
+  process.stdout.write(`${new Date().toISOString()} ${line}\n`);
+}
+
+export function clusterSecret(): string {
+  const secret = process.env.SIPFLEET_CLUSTER_SECRET;
+  if (secret === undefined || secret.length < 8) {
+    throw new ConfigError('SIPFLEET_CLUSTER_SECRET', 'set the cluster secret (at least 8 characters) in the environment: nodes and balancers sign heartbeats with it');
+  }
+  return secret;
+}
+
+export function listenOn(protocols: TransportProtocol[], hp: { host: string; port: number }): ListenAddress[] {
+  return protocols.map((protocol) => ({ protocol, host: hp.host, port: hp.port }));
+}
+
+/** `sipfleet balancer`: the balancer alone, for clusters whose nodes run on other hosts. */
+export async function runBalancer(argv: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      listen: { type: 'string', multiple: true },
+      internal: { type: 'string' },
+      control: { type: 'string' },
+      transport: { type: 'string' },
+      'dead-after-ms': { type: 'string' },
+      admin: { type: 'string' },
+    },
+    strict: true,
+  });
+  const secret = clusterSecret();
+  const protocols = parseTransports(values.transport);
+  const ext = (values.listen ?? ['127.0.0.1:5060']).map((l) => hostPort('--listen', l));
+  const first = ext[0]!;
+  const internal = values.internal === undefined ? { host: first.host, port: first.port + 1 } : hostPort('--internal', values.internal);
+  const control = values.control === undefined ? { host: internal.host, port: internal.port + 1 } : hostPort('--control', values.control);
+  const balancer = await Balancer.start({
+    external: ext.flatMap((hp) => listenOn(protocols, hp)),
+    internal: listenOn(protocols, internal),
+    control,
+    secret,
+    deadAfterMs: positiveInt('--dead-after-ms', values['dead-after-ms'], 250, false),
+    log: logLine,
+  });
+  const admin = values.admin === undefined ? null : await (async () => {
+    const hp = hostPort('--admin', values.admin!, 0);
+    return startAdminServer(hp.host, hp.port, { status: () => balancer.status(), drain: (id, d) => balancer.drain(id, d) });
+  })();
+  const st = balancer.status();
+  logLine(`sipfleet balancer: external ${st.external.join(' ')}, internal ${st.internal.join(' ')}, control ${st.control}${admin === null ? '' : `, admin ${admin.url}`}`);
+  await new Promise<void>((resolve) => {
+    process.once('SIGTERM', resolve);
+    process.once('SIGINT', resolve);
+  });
+  await admin?.close();
+  await balancer.close();
+  return 0;
+}

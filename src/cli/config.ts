@@ -1,0 +1,172 @@
+import { readFileSync } from 'node:fs';
+import { parse as parseYaml } from 'yaml';
+import { parseReplicationStrategy, REPLICATION_STRATEGIES, type ReplicationStrategy } from '../server/cluster/replication.ts';
+import { parseHostPort, type TransportProtocol } from '../sip/transport/types.ts';
+
+/** A command-line or configuration error: names the key and what was expected. */
+export class ConfigError extends Error {
+  readonly key: string;
+  constructor(key: string, message: string) {
+    super(`${key}: ${message}`);
+    this.name = 'ConfigError';
+    this.key = key;
+  }
+}
+
+export function positiveInt(key: string, value: string | undefined, fallback: number, allowZero = true): number {
+  if (value === undefined) return fallback;
+  if (!/^\d+$/.test(value) || (!allowZero && Number(value) === 0)) throw new ConfigError(key, `expected a ${allowZero ? 'non-negative' : 'positive'} integer, got "${value}"`);
+  return Number(value);
+}
+
+export function parseTransports(value: string | undefined, key = '--transport'): TransportProtocol[] {
+  const list = (value ?? 'udp').split(',').map((t) => t.trim().toLowerCase());
+  const out: TransportProtocol[] = [];
+  for (const t of list) {
+    if (t !== 'udp' && t !== 'tcp') throw new ConfigError(key, `expected udp, tcp or udp,tcp, got "${value}"`);
+    out.push(t.toUpperCase() as TransportProtocol);
+  }
+  return out;
+}
+
+export function hostPort(key: string, value: string, defaultPort = 5060): { host: string; port: number } {
+  try {
+    return parseHostPort(value, defaultPort);
+  } catch (err) {
+    throw new ConfigError(key, (err as Error).message);
+  }
+}
+
+export function replication(key: string, value: string | undefined): ReplicationStrategy {
+  if (value === undefined) return 'ConfirmedDialog';
+  const s = parseReplicationStrategy(value);
+  if (s === null) throw new ConfigError(key, `expected ${REPLICATION_STRATEGIES.join(', ')} (or org.mobicents.ha.javax.sip.REPLICATION_STRATEGY=…), got "${value}"`);
+  return s;
+}
+
+/** What `sipfleet up` runs: from `--config FILE` (YAML), overridden by flags. Keys are the flags' names. */
+export interface UpConfig {
+  nodes: number;
+  app: string[];
+  routeTo: string | undefined;
+  listen: { host: string; port: number };
+  transport: TransportProtocol[];
+  store: string | undefined;
+  replication: ReplicationStrategy;
+  data: string;
+  /** First node's address; the next nodes take the following ones (127.0.0.2, 127.0.0.3…). */
+  nodeAddress: string;
+  nodePort: number;
+  internal: { host: string; port: number } | undefined;
+  control: { host: string; port: number } | undefined;
+  admin: { host: string; port: number } | undefined;
+  deadAfterMs: number;
+  heartbeatMs: number;
+  restartDelayMs: number;
+  ringMs: number | undefined;
+  callMs: number | undefined;
+  options: Record<string, string>;
+}
+
+/** Every key `up` knows, as a flag and as a YAML key. */
+export const UP_KEYS = [
+  'nodes', 'app', 'route-to', 'listen', 'transport', 'store', 'replication', 'data', 'node-address', 'node-port',
+  'internal', 'control', 'admin', 'dead-after-ms', 'heartbeat-ms', 'restart-delay-ms', 'ring-ms', 'call-ms', 'option',
+] as const;
+type UpKey = (typeof UP_KEYS)[number];
+export type UpRaw = Partial<Record<UpKey, string | string[]>>;
+
+/** Reads a YAML config file into the flags' shape; every error names the file and the key. */
+export function readUpConfigFile(file: string): UpRaw {
+  let doc: unknown;
+  try {
+    doc = parseYaml(readFileSync(file, 'utf8'));
+  } catch (err) {
+    throw new ConfigError('--config', `cannot read ${file}: ${(err as Error).message.split('\n')[0]}`);
+  }
+  if (doc === null || doc === undefined) return {};
+  if (typeof doc !== 'object' || Array.isArray(doc)) throw new ConfigError(file, 'expected a mapping of keys to values');
+  const out: UpRaw = {};
+  for (const [key, value] of Object.entries(doc as Record<string, unknown>)) {
+    const name = `${file}: ${key}`;
+    if (!(UP_KEYS as readonly string[]).includes(key)) throw new ConfigError(name, `unknown key (known: ${UP_KEYS.join(', ')})`);
+    if (key === 'option') {
+      if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new ConfigError(name, 'expected a mapping of option names to values');
+      out.option = Object.entries(value as Record<string, unknown>).map(([k, v]) => {
+        if (typeof v === 'object' && v !== null) throw new ConfigError(`${name}.${k}`, 'expected a scalar');
+        return `${k}=${String(v)}`;
+      });
+    } else if (key === 'app') {
+      const list = Array.isArray(value) ? value : [value];
+      for (const a of list) if (typeof a !== 'string') throw new ConfigError(name, 'expected an app name or path, or a list of them');
+      out.app = list as string[];
+    } else {
+      if (typeof value !== 'string' && typeof value !== 'number') throw new ConfigError(name, `expected a string or number, got ${Array.isArray(value) ? 'a list' : typeof value}`);
+      out[key as Exclude<UpKey, 'option' | 'app'>] = String(value);
+    }
+  }
+  return out;
+}
+
+function one(raw: UpRaw, key: UpKey): string | undefined {
+  const v = raw[key];
+  return Array.isArray(v) ? v.at(-1) : v;
+}
+
+/** Validates the merged keys (file, then flags) into a config; an error names the key (`--nodes`, or `file: nodes`). */
+export function resolveUpConfig(raw: UpRaw, keyName: (key: UpKey) => string = (k) => `--${k}`): UpConfig {
+  const s = (k: UpKey): string | undefined => one(raw, k);
+  const nodes = positiveInt(keyName('nodes'), s('nodes'), 3, false);
+  if (nodes > 200) throw new ConfigError(keyName('nodes'), `at most 200 nodes on one host, got ${nodes}`);
+  const nodeAddress = s('node-address') ?? '127.0.0.2';
+  if (!/^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(nodeAddress) && nodes > 1) {
+    throw new ConfigError(keyName('node-address'), `nodes take consecutive loopback addresses: expected 127.x.y.z, got "${nodeAddress}"`);
+  }
+  const routeTo = s('route-to');
+  if (routeTo !== undefined) hostPort(keyName('route-to'), routeTo);
+  const options: Record<string, string> = {};
+  const opt = raw.option;
+  for (const o of Array.isArray(opt) ? opt : opt === undefined ? [] : [opt]) {
+    const eq = o.indexOf('=');
+    if (eq <= 0) throw new ConfigError(keyName('option'), `expected KEY=VALUE, got "${o}"`);
+    options[o.slice(0, eq)] = o.slice(eq + 1);
+  }
+  const opt3 = (k: UpKey): { host: string; port: number } | undefined => {
+    const v = s(k);
+    return v === undefined ? undefined : hostPort(keyName(k), v, 0);
+  };
+  const app = raw.app === undefined ? ['proxy'] : Array.isArray(raw.app) ? raw.app : [raw.app];
+  return {
+    nodes,
+    app,
+    routeTo,
+    listen: hostPort(keyName('listen'), s('listen') ?? '127.0.0.1:5060'),
+    transport: parseTransports(s('transport'), keyName('transport')),
+    store: s('store'),
+    replication: replication(keyName('replication'), s('replication')),
+    data: s('data') ?? 'sipfleet-data',
+    nodeAddress,
+    nodePort: positiveInt(keyName('node-port'), s('node-port'), 5060),
+    internal: opt3('internal'),
+    control: opt3('control'),
+    admin: opt3('admin'),
+    deadAfterMs: positiveInt(keyName('dead-after-ms'), s('dead-after-ms'), 250, false),
+    heartbeatMs: positiveInt(keyName('heartbeat-ms'), s('heartbeat-ms'), 50, false),
+    restartDelayMs: positiveInt(keyName('restart-delay-ms'), s('restart-delay-ms'), 1000),
+    ringMs: s('ring-ms') === undefined ? undefined : positiveInt(keyName('ring-ms'), s('ring-ms'), 0),
+    callMs: s('call-ms') === undefined ? undefined : positiveInt(keyName('call-ms'), s('call-ms'), 0),
+    options,
+  };
+}
+
+/** The n-th address after `base` (127.0.0.2 + 1 = 127.0.0.3). */
+export function nthAddress(base: string, n: number): string {
+  const parts = base.split('.').map(Number);
+  let v = ((parts[0]! << 24) >>> 0) + (parts[1]! << 16) + (parts[2]! << 8) + parts[3]! + n;
+  const out: number[] = [];
+  for (let i = 0; i < 4; i++) {
+    out.unshift(v & 255);
+    v = Math.floor(v / 256);
+  }
+  return out.join('.');
+}

@@ -1,0 +1,205 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { startAdminServer, type AdminServer } from '../admin/server.ts';
+import { Balancer, type BalancerStatus } from '../balancer/balancer.ts';
+import { formatHostPort } from '../sip/transport/types.ts';
+import { listenOn, logLine } from './balancer.ts';
+import { ConfigError, nthAddress, readUpConfigFile, resolveUpConfig, UP_KEYS, type UpConfig, type UpRaw } from './config.ts';
+
+/** This CLI's entry module, run again for each node (under the same loader: tsx in development, dist otherwise). */
+const MAIN = fileURLToPath(new URL(`./main${path.extname(fileURLToPath(import.meta.url))}`, import.meta.url));
+
+export const ADMIN_FILE = 'admin.json';
+
+interface Child {
+  id: string;
+  address: string;
+  args: string[];
+  process: ChildProcess | null;
+  pid: number;
+  restarts: number;
+  lastExit: string | null;
+  startedAt: number;
+}
+
+export interface UpStatus extends BalancerStatus {
+  supervisor: { pid: number; data: string; store: string; replication: string; apps: string[] };
+  children: Array<{ id: string; pid: number; address: string; restarts: number; lastExit: string | null }>;
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** `sipfleet up`: a balancer (in this process) and N node processes, restarted when they die. */
+export async function runUp(argv: string[]): Promise<number> {
+  const options: Record<string, { type: 'string'; multiple?: boolean }> = { config: { type: 'string' } };
+  for (const k of UP_KEYS) options[k] = k === 'app' || k === 'option' ? { type: 'string', multiple: true } : { type: 'string' };
+  const { values } = parseArgs({ args: argv, options, strict: true });
+  const file = values.config as string | undefined;
+  const fromFile: UpRaw = file === undefined ? {} : readUpConfigFile(file);
+  const fromFlags: UpRaw = {};
+  for (const k of UP_KEYS) if (values[k] !== undefined) fromFlags[k] = values[k] as string | string[];
+  const config = resolveUpConfig({ ...fromFile, ...fromFlags }, (k) => (k in fromFlags || file === undefined ? `--${k}` : `${file}: ${k}`));
+  return new Cluster(config).run();
+}
+
+class Cluster {
+  readonly #config: UpConfig;
+  readonly #children: Child[] = [];
+  readonly #secret = process.env.SIPFLEET_CLUSTER_SECRET ?? randomBytes(24).toString('hex');
+  readonly #dataDir: string;
+  readonly #store: string;
+  #balancer: Balancer | null = null;
+  #admin: AdminServer | null = null;
+  #stopping = false;
+
+  constructor(config: UpConfig) {
+    this.#config = config;
+    this.#dataDir = path.resolve(config.data);
+    this.#store = config.store ?? `sqlite:${path.join(this.#dataDir, 'sipfleet.db')}`;
+  }
+
+  async run(): Promise<number> {
+    const c = this.#config;
+    mkdirSync(this.#dataDir, { recursive: true });
+    const adminFile = path.join(this.#dataDir, ADMIN_FILE);
+    if (existsSync(adminFile)) {
+      try {
+        const prev = JSON.parse(readFileSync(adminFile, 'utf8')) as { pid?: number };
+        if (typeof prev.pid === 'number' && prev.pid !== process.pid && isAlive(prev.pid)) {
+          throw new ConfigError('--data', `a cluster already runs with data in ${this.#dataDir} (pid ${prev.pid})`);
+        }
+      } catch (err) {
+        if (err instanceof ConfigError) throw err;
+      }
+    }
+    const host = c.listen.host;
+    const internal = c.internal ?? { host, port: 0 };
+    this.#balancer = await Balancer.start({
+      external: listenOn(c.transport, c.listen),
+      internal: listenOn(c.transport, internal),
+      control: c.control ?? { host: internal.host, port: 0 },
+      secret: this.#secret,
+      deadAfterMs: c.deadAfterMs,
+      log: logLine,
+    });
+    const admin = c.admin ?? { host: '127.0.0.1', port: 0 };
+    this.#admin = await startAdminServer(admin.host, admin.port, {
+      status: () => this.status(),
+      drain: (id, d) => this.#balancer!.drain(id, d),
+    });
+    writeFileSync(adminFile, JSON.stringify({ url: this.#admin.url, pid: process.pid, started: new Date().toISOString() }) + '\n');
+    const st = this.#balancer.status();
+    const outbound = this.#balancer.forwarder.internal.listening[0]!;
+    const control = `${internal.host}:${this.#balancer.controlPort}`;
+    for (let i = 0; i < c.nodes; i++) {
+      const id = `node-${i + 1}`;
+      const address = c.nodes === 1 && !/^127\./.test(c.nodeAddress) ? c.nodeAddress : nthAddress(c.nodeAddress, i);
+      const args = [
+        MAIN, 'node', '--node-id', id, '--listen', formatHostPort(address, c.nodePort),
+        '--transport', c.transport.map((t) => t.toLowerCase()).join(','),
+        '--balancer', formatHostPort(outbound.host, outbound.port), '--cluster-control', control,
+        '--heartbeat-ms', String(c.heartbeatMs), '--replication', c.replication, '--store', this.#store,
+      ];
+      for (const a of c.app) args.push('--app', a);
+      if (c.routeTo !== undefined) args.push('--route-to', c.routeTo);
+      if (c.ringMs !== undefined) args.push('--ring-ms', String(c.ringMs));
+      if (c.callMs !== undefined) args.push('--call-ms', String(c.callMs));
+      for (const [k, v] of Object.entries(c.options)) args.push('--option', `${k}=${v}`);
+      this.#children.push({ id, address, args, process: null, pid: 0, restarts: 0, lastExit: null, startedAt: 0 });
+    }
+    logLine(`sipfleet up: balancer external ${st.external.join(' ')}, internal ${st.internal.join(' ')}, control ${st.control}; ` +
+      `${c.nodes} node(s) running ${c.app.join('+')} on ${this.#store}, replication ${c.replication}; admin ${this.#admin.url}`);
+    for (const child of this.#children) this.#spawn(child);
+    const stopped = new Promise<void>((resolve) => {
+      process.once('SIGTERM', resolve);
+      process.once('SIGINT', resolve);
+    });
+    const ready = this.#waitReady();
+    await Promise.race([ready, stopped]);
+    if (!this.#stopping) await stopped;
+    await this.#stop();
+    rmSync(adminFile, { force: true });
+    return 0;
+  }
+
+  async #waitReady(): Promise<void> {
+    const deadline = Date.now() + 60_000;
+    while (Date.now() < deadline) {
+      const alive = this.#balancer!.membership.aliveNodes.length;
+      if (alive >= this.#config.nodes) {
+        logLine(`sipfleet up: cluster ready (${alive} nodes)`);
+        return;
+      }
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    logLine(`sipfleet up: only ${this.#balancer!.membership.aliveNodes.length} of ${this.#config.nodes} nodes joined within 60 s`);
+  }
+
+  #spawn(child: Child): void {
+    const p = spawn(process.execPath, [...process.execArgv, ...child.args], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, SIPFLEET_CLUSTER_SECRET: this.#secret },
+    });
+    child.process = p;
+    child.pid = p.pid ?? 0;
+    child.startedAt = Date.now();
+    const prefix = (stream: NodeJS.WritableStream) => (data: Buffer): void => {
+      const text = data.toString('utf8').replace(/\n(?=.)/g, `\n[${child.id}] `);
+      stream.write(`[${child.id}] ${text}${text.endsWith('\n') ? '' : '\n'}`);
+    };
+    p.stdout?.on('data', prefix(process.stdout));
+    p.stderr?.on('data', prefix(process.stderr));
+    p.on('error', (err) => logLine(`node ${child.id}: cannot start: ${err.message}`));
+    p.on('exit', (code, signal) => {
+      child.process = null;
+      child.lastExit = signal !== null ? `signal ${signal}` : `code ${code}`;
+      if (this.#stopping) return;
+      // A child that dies is reported and started again (a new boot id); one that keeps dying at once backs off.
+      const quick = Date.now() - child.startedAt < 2_000;
+      const delay = this.#config.restartDelayMs * (quick ? Math.min(2 ** child.restarts, 30) : 1);
+      logLine(`node ${child.id} (pid ${child.pid}) exited (${child.lastExit}); restarting in ${delay} ms`);
+      setTimeout(() => {
+        if (this.#stopping) return;
+        child.restarts++;
+        this.#spawn(child);
+      }, delay).unref();
+    });
+  }
+
+  status(): UpStatus {
+    const st = this.#balancer!.status();
+    return {
+      ...st,
+      supervisor: { pid: process.pid, data: this.#dataDir, store: this.#store, replication: this.#config.replication, apps: this.#config.app },
+      children: this.#children.map((c) => ({ id: c.id, pid: c.process === null ? 0 : c.pid, address: c.address, restarts: c.restarts, lastExit: c.lastExit })),
+    };
+  }
+
+  async #stop(): Promise<void> {
+    this.#stopping = true;
+    logLine('sipfleet up: stopping');
+    await Promise.all(this.#children.map((c) => new Promise<void>((resolve) => {
+      const p = c.process;
+      if (p === null || p.exitCode !== null || p.signalCode !== null) {
+        resolve();
+        return;
+      }
+      const kill = setTimeout(() => p.kill('SIGKILL'), 5_000);
+      p.once('exit', () => { clearTimeout(kill); resolve(); });
+      p.kill('SIGTERM');
+    })));
+    await this.#admin?.close();
+    await this.#balancer?.close();
+  }
+}
