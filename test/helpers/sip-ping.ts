@@ -21,21 +21,26 @@ export interface SipPingOptions {
   localIp?: string;
   /** Request-URI; default sip:host:port (no user part, i.e. addressed to the peer itself). */
   uri?: string;
+  /** Default OPTIONS. */
+  method?: string;
+  /** Default a random one. */
+  callId?: string;
 }
 
 function buildOptions(host: string, port: number, o: SipPingOptions, localPort: number): { text: string; callId: string } {
   const transport = (o.transport ?? 'udp').toUpperCase();
   const localIp = o.localIp ?? '127.0.0.1';
-  const callId = `ping-${randomBytes(8).toString('hex')}`;
+  const callId = o.callId ?? `ping-${randomBytes(8).toString('hex')}`;
+  const method = o.method ?? 'OPTIONS';
   const uri = o.uri ?? `sip:${host}:${port}`;
   const text =
-    `OPTIONS ${uri} SIP/2.0\r\n` +
+    `${method} ${uri} SIP/2.0\r\n` +
     `Via: SIP/2.0/${transport} ${localIp}:${localPort};branch=z9hG4bK${randomBytes(6).toString('hex')};rport\r\n` +
     `Max-Forwards: 70\r\n` +
     `From: <sip:ping@${localIp}>;tag=${randomBytes(4).toString('hex')}\r\n` +
     `To: <${uri}>\r\n` +
     `Call-ID: ${callId}\r\n` +
-    `CSeq: 1 OPTIONS\r\n` +
+    `CSeq: 1 ${method}\r\n` +
     `Contact: <sip:ping@${localIp}:${localPort}>\r\n` +
     `Accept: application/sdp\r\n` +
     `Content-Length: 0\r\n\r\n`;
