@@ -146,9 +146,12 @@ export class Forwarder {
     } else if (named !== undefined) {
       node = pickNode(this.#membership.failoverNodes(named), keyHash);
       this.counters.failovers++;
+    } else if (req.toTag === null) {
+      // A new call (or its CANCEL, which must follow the INVITE): never to a draining node.
+      node = pickNode(this.#membership.newCallNodes, keyHash);
     } else {
-      const fresh = this.#membership.newCallNodes;
-      node = pickNode(fresh.length > 0 ? fresh : this.#membership.failoverNodes(null), keyHash);
+      // In a dialog but naming no node (a peer that ignored Record-Route and Contact): by its key, over all.
+      node = pickNode(this.#membership.failoverNodes(null), keyHash);
     }
     if (node === null) {
       this.counters.noNode++;
