@@ -34,14 +34,14 @@ describe('proc', () => {
   test('collects output, waits for a pattern, kills a detached group', async () => {
     // The shell forks a child sleep: stop() must take the whole group down.
     const p = spawnProcess('sh', ['-c', 'echo ready; sleep 30 & wait'], { detached: true, name: 'sh' });
-    await p.waitForOutput(/ready/, 2000);
+    await p.waitForOutput(/ready/, 10_000);
     assert.ok(runningProcesses().includes(p));
     const info = await p.stop(1000);
     assert.equal(info.signal, 'SIGTERM');
     assert.ok(!runningProcesses().includes(p));
     // The orphaned `sleep` got the group SIGTERM too; give init a moment to reap it.
     const groupGone = async (): Promise<boolean> => {
-      for (let i = 0; i < 40; i++) {
+      for (let i = 0; i < 200; i++) {
         try {
           process.kill(-p.pid, 0);
         } catch {
