@@ -23,6 +23,8 @@ export class Member implements RoutingNode {
   dead = true;
   deadReason: DeathReason | null = null;
   deadAt = 0;
+  /** Earlier boots of this id: their late datagrams are ignored. */
+  readonly retiredBoots: string[] = [];
   /** When this boot was first heard. */
   upSince = 0;
   #probe: dgram.Socket | null = null;
@@ -94,7 +96,13 @@ export class Membership {
   #port = 0;
 
   constructor(options: MembershipOptions) {
-    this.#options = { deadAfterMs: 250, probeMs: 50, forgetAfterMs: 3_600_000, ...options };
+    // `??`, not a spread: an option given as undefined keeps its default.
+    this.#options = {
+      ...options,
+      deadAfterMs: options.deadAfterMs ?? 250,
+      probeMs: options.probeMs ?? 50,
+      forgetAfterMs: options.forgetAfterMs ?? 3_600_000,
+    };
   }
 
   async start(): Promise<void> {
@@ -177,13 +185,12 @@ export class Membership {
       this.#members.set(a.id, m);
       event = 'joined';
     } else if (m.boot !== a.boot) {
-      if (a.seq < 3 || m.dead) {
-        // A new boot: the old process is gone whatever we knew of it.
-        if (!m.dead) this.markDead(m, 'restarted');
-        event = 'restarted';
-      } else {
-        return; // a late datagram of an earlier boot
-      }
+      if (m.retiredBoots.includes(a.boot)) return; // a late datagram of an earlier boot
+      // A new boot: the old process is gone whatever we knew of it.
+      if (!m.dead) this.markDead(m, 'restarted');
+      m.retiredBoots.push(m.boot);
+      if (m.retiredBoots.length > 8) m.retiredBoots.shift();
+      event = 'restarted';
     } else if (a.seq <= m.seq) {
       return; // reordered or replayed
     } else if (m.dead) {

@@ -27,10 +27,25 @@ export function pickNode<T extends RoutingNode>(candidates: readonly T[], keyHas
   return best;
 }
 
-/** Compares dotted versions numerically where both parts are numbers ("1.10.0" > "1.9.2"), else as text. */
+/**
+ * Compares versions as semver does: dotted parts numerically where both are numbers ("1.10.0" > "1.9.2"), else as
+ * text; missing parts are 0 ("1.2" = "1.2.0"); a pre-release ranks below its release ("1.0.0-rc.1" < "1.0.0").
+ */
 export function compareVersions(a: string, b: string): number {
-  const pa = a.split(/[.-]/);
-  const pb = b.split(/[.-]/);
+  const [mainA = '', preA] = splitPre(a);
+  const [mainB = '', preB] = splitPre(b);
+  const c = compareParts(mainA.split('.'), mainB.split('.'));
+  if (c !== 0) return c;
+  if (preA === undefined || preB === undefined) return preA === preB ? 0 : preA === undefined ? 1 : -1;
+  return compareParts(preA.split('.'), preB.split('.'));
+}
+
+function splitPre(v: string): [string, string | undefined] {
+  const dash = v.indexOf('-');
+  return dash === -1 ? [v, undefined] : [v.slice(0, dash), v.slice(dash + 1)];
+}
+
+function compareParts(pa: string[], pb: string[]): number {
   for (let i = 0; i < Math.max(pa.length, pb.length); i++) {
     const x = pa[i] ?? '0';
     const y = pb[i] ?? '0';
@@ -46,12 +61,12 @@ export function compareVersions(a: string, b: string): number {
 export function newCallCandidates<T extends RoutingNode>(accepting: readonly T[]): T[] {
   let top: string | null = null;
   for (const n of accepting) if (top === null || compareVersions(n.version, top) > 0) top = n.version;
-  return accepting.filter((n) => n.version === top);
+  return accepting.filter((n) => compareVersions(n.version, top!) === 0);
 }
 
 /** Where a dead node's calls go: survivors of its version when there are any (failover stays within a version). */
 export function failoverCandidates<T extends RoutingNode>(alive: readonly T[], version: string | null): T[] {
   if (version === null) return alive as T[];
-  const same = alive.filter((n) => n.version === version);
+  const same = alive.filter((n) => compareVersions(n.version, version) === 0);
   return same.length > 0 ? same : (alive as T[]);
 }

@@ -80,7 +80,8 @@ export type UpRaw = Partial<Record<UpKey, string | string[]>>;
 export function readUpConfigFile(file: string): UpRaw {
   let doc: unknown;
   try {
-    doc = parseYaml(readFileSync(file, 'utf8'));
+    // The failsafe schema keeps every scalar as written ("1.10" stays "1.10"): the keys' own checks read them.
+    doc = parseYaml(readFileSync(file, 'utf8'), { schema: 'failsafe' });
   } catch (err) {
     throw new ConfigError('--config', `cannot read ${file}: ${(err as Error).message.split('\n')[0]}`);
   }
@@ -93,16 +94,16 @@ export function readUpConfigFile(file: string): UpRaw {
     if (key === 'option') {
       if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new ConfigError(name, 'expected a mapping of option names to values');
       out.option = Object.entries(value as Record<string, unknown>).map(([k, v]) => {
-        if (typeof v === 'object' && v !== null) throw new ConfigError(`${name}.${k}`, 'expected a scalar');
-        return `${k}=${String(v)}`;
+        if (typeof v !== 'string') throw new ConfigError(`${name}.${k}`, 'expected a value');
+        return `${k}=${v}`;
       });
     } else if (key === 'app') {
       const list = Array.isArray(value) ? value : [value];
       for (const a of list) if (typeof a !== 'string') throw new ConfigError(name, 'expected an app name or path, or a list of them');
       out.app = list as string[];
     } else {
-      if (typeof value !== 'string' && typeof value !== 'number') throw new ConfigError(name, `expected a string or number, got ${Array.isArray(value) ? 'a list' : typeof value}`);
-      out[key as Exclude<UpKey, 'option' | 'app'>] = String(value);
+      if (typeof value !== 'string' || value === '') throw new ConfigError(name, `expected a value, got ${Array.isArray(value) ? 'a list' : value === '' || value === null ? 'nothing' : 'a mapping'}`);
+      out[key as Exclude<UpKey, 'option' | 'app'>] = value;
     }
   }
   return out;
@@ -119,8 +120,14 @@ export function resolveUpConfig(raw: UpRaw, keyName: (key: UpKey) => string = (k
   const nodes = positiveInt(keyName('nodes'), s('nodes'), 3, false);
   if (nodes > 200) throw new ConfigError(keyName('nodes'), `at most 200 nodes on one host, got ${nodes}`);
   const nodeAddress = s('node-address') ?? '127.0.0.2';
-  if (!/^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(nodeAddress) && nodes > 1) {
-    throw new ConfigError(keyName('node-address'), `nodes take consecutive loopback addresses: expected 127.x.y.z, got "${nodeAddress}"`);
+  if (nodes > 1) {
+    const octets = /^127\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(nodeAddress)?.slice(1).map(Number);
+    if (octets === undefined || octets.some((o) => o > 255)) {
+      throw new ConfigError(keyName('node-address'), `nodes take consecutive loopback addresses: expected 127.x.y.z, got "${nodeAddress}"`);
+    }
+    if (!nthAddress(nodeAddress, nodes - 1).startsWith('127.')) {
+      throw new ConfigError(keyName('node-address'), `${nodes} consecutive addresses from ${nodeAddress} leave 127.0.0.0/8`);
+    }
   }
   const routeTo = s('route-to');
   if (routeTo !== undefined) hostPort(keyName('route-to'), routeTo);

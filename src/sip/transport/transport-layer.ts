@@ -397,8 +397,8 @@ function leadsTo(req: SipRequest, dest: Destination): boolean {
     return false;
   }
   if (!isSipUri(uri)) return false;
-  const host = uri.host.startsWith('[') ? uri.host.slice(1, -1) : uri.host;
-  return host === dest.host && (uri.port ?? (uri.scheme === 'sips' ? 5061 : 5060)) === dest.port;
+  const d = uriDestination(uri);
+  return d.host === dest.host && d.port === dest.port && d.protocol === dest.protocol;
 }
 
 /** A cheap test for "no DNS needed": dotted digits, or an IPv6 literal (validated by net.isIP only when unusual). */
