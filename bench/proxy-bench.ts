@@ -45,12 +45,12 @@ import { readSippStats, runSipp, startSippUas, SCENARIO_UAC_RR, SCENARIO_UAS_RR,
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
-const UAC_IP = '127.0.0.1';
-const SUT_IP = '127.0.0.2';
-const UAS_IP = '127.0.0.3';
+export const UAC_IP = '127.0.0.1';
+export const SUT_IP = '127.0.0.2';
+export const UAS_IP = '127.0.0.3';
 // SIPp's default 64 KB socket buffers overflowed at the UAS under a multi-worker SUT's bursts (~2000 calls/s,
 // drops seen in /proc/net/udp): the bench must find the SUT's limit, not SIPp's.
-const SIPP_SOCKET_BUFFER = 4 * 1024 * 1024;
+export const SIPP_SOCKET_BUFFER = 4 * 1024 * 1024;
 
 export const SUT_NAMES = ['kamailio', 'stack-proxy', 'proxy', 'b2bua'] as const;
 export type SutName = (typeof SUT_NAMES)[number];
@@ -102,6 +102,8 @@ export interface StepResult {
   machineBusyPercent: number;
   /** The same from the tick-sampled counters (/proc/stat user+system..., /proc/<pid>/stat utime+stime): less reliable. */
   sampled: { machineCpuMsPerCall: number; sutCpuMsPerCall: number };
+  /** How the SUT's own counters moved during the step (SUTs that expose them: the balancer's forwarder/membership). */
+  sutCounters?: Record<string, number>;
   /** Unclean steps only: what SIPp saw (for the post-mortem; SIPp's temp dirs are removed at exit). */
   diagnostics?: StepDiagnostics;
 }
@@ -123,8 +125,9 @@ export interface StepDiagnostics {
   sutOutput: string;
 }
 
-export interface SutResult {
-  name: SutName;
+/** One SUT's steps (N: the SUT names of the bench; bench/balancer-bench.ts has its own). */
+export interface SutResult<N extends string = SutName> {
+  name: N;
   command?: string;
   error?: string;
   /** The (unrecorded) warm-up step, when it was not clean: a SUT failing at a low rate shows here first. */
@@ -138,9 +141,9 @@ export interface SutResult {
   atCommonRate?: { rate: number; machineCpuMsPerCall: number; sutCpuMsPerCall: number };
 }
 
-export interface Comparison {
-  numerator: SutName;
-  denominator: SutName;
+export interface Comparison<N extends string = SutName> {
+  numerator: N;
+  denominator: N;
   /** Highest rate both SUTs passed cleanly (0: no common clean rate). */
   commonRate: number;
   /** Calls-weighted CPU per call over every rate both passed cleanly, numerator / denominator. */
@@ -194,7 +197,7 @@ interface MachineSample {
   idleMs: number;
   sampledBusyMs: number;
 }
-const CORES = os.cpus().length;
+export const CORES = os.cpus().length;
 function machineSample(): MachineSample {
   const line = readFileSync('/proc/stat', 'utf8').split('\n')[0] ?? '';
   const f = line.trim().split(/\s+/).slice(1).map(Number);
@@ -240,12 +243,15 @@ function groupCpuMs(pgid: number): { exact: number; sampled: number } {
 
 // --- SUTs -----------------------------------------------------------------------------------------------------
 
-interface RunningSut {
+/** A SUT in the middle of the load: SIPp uac -> SUT_IP:port -> SIPp uas. */
+export interface RunningSut {
   port: number;
   pgid: number;
   command: string;
   alive(): boolean;
   diagnostics(): string;
+  /** The SUT's own counters, read between steps (not during one): each step records how they moved. */
+  counters?(): Promise<Record<string, number>>;
   stop(): Promise<void>;
 }
 
@@ -292,7 +298,7 @@ async function startSipfleetSut(app: string, uasPort: number): Promise<RunningSu
 
 // --- Steps ----------------------------------------------------------------------------------------------------
 
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 function uasStats(uas: SippUasHandle): Record<string, string> {
   return readSippStats(path.join(uas.workDir, 'stats.csv'));
@@ -351,7 +357,7 @@ function readFrom(file: string, from: number, maxBytes = 3000): { text: string; 
   }
 }
 
-async function runStep(sut: RunningSut, uas: SippUasHandle, rate: number, stepSec: number, maxRetransPerCall: number): Promise<StepResult> {
+export async function runStep(sut: RunningSut, uas: SippUasHandle, rate: number, stepSec: number, maxRetransPerCall: number): Promise<StepResult> {
   const calls = Math.round(rate * stepSec);
   const uasBefore = uasStats(uas);
   const uasRetransBefore = Number(uasBefore['Retransmissions(C)'] ?? 0) || 0;
@@ -368,8 +374,9 @@ async function runStep(sut: RunningSut, uas: SippUasHandle, rate: number, stepSe
     transport: 'udp',
     rate,
     maxCalls: calls,
-    // Enough concurrency for ~4 s of slow answers before SIPp throttles (which then shows as a low achieved rate).
-    callLimit: Math.max(200, rate * 4),
+    // Enough concurrency for ~4 s of slow answers before SIPp throttles (which then shows as a low achieved rate);
+    // capped below SIPp's open-files limit (20,000: it refuses more open calls), reached above 5,000 calls/s.
+    callLimit: Math.min(18_000, Math.max(200, rate * 4)),
     recvTimeoutMs: 10_000,
     // Kamailio's two UDP workers (and any multi-worker SUT) may reorder 180/200 or ACK/BYE: not a failure.
     ignoreUnexpected: true,
@@ -439,7 +446,7 @@ async function runStep(sut: RunningSut, uas: SippUasHandle, rate: number, stepSe
   };
 }
 
-function round(n: number, digits: number): number {
+export function round(n: number, digits: number): number {
   const f = 10 ** digits;
   return Math.round(n * f) / f;
 }
@@ -450,7 +457,18 @@ function topKinds(kinds: Record<string, number> | undefined, n = 2): string {
 }
 
 async function benchSut(name: SutName, o: ProxyBenchOptions): Promise<SutResult> {
-  const result: SutResult = { name, steps: [], maxCleanRate: 0 };
+  return benchSutWith(name, (uasPort) => (name === 'kamailio' ? startKamailioSut(uasPort) : startSipfleetSut(SIPFLEET_APP[name], uasPort)), o);
+}
+
+/** How a SUT is stepped (the same for every bench). */
+export type StepOptions = Pick<ProxyBenchOptions, 'rates' | 'stepSec' | 'maxRetransPerCall' | 'log'>;
+
+/**
+ * One SUT: a fresh SIPp uas on UAS_IP, the SUT started by `start(uasPort)`, an unrecorded warm-up, then the rate
+ * steps until the first unclean one. Stops the SUT and the uas whatever happens.
+ */
+export async function benchSutWith<N extends string>(name: N, start: (uasPort: number) => Promise<RunningSut>, o: StepOptions): Promise<SutResult<N>> {
+  const result: SutResult<N> = { name, steps: [], maxCleanRate: 0 };
   let uas: SippUasHandle | undefined;
   let sut: RunningSut | undefined;
   try {
@@ -464,7 +482,7 @@ async function benchSut(name: SutName, o: ProxyBenchOptions): Promise<SutResult>
       ignoreUnexpected: true,
       recvTimeoutMs: 10_000,
     });
-    sut = name === 'kamailio' ? await startKamailioSut(uas.localPort) : await startSipfleetSut(SIPFLEET_APP[name], uas.localPort);
+    sut = await start(uas.localPort);
     result.command = sut.command;
     o.log(`[${name}] up on ${SUT_IP}:${sut.port} -> uas ${UAS_IP}:${uas.localPort}`);
     // Warm-up (not recorded): JIT for node, caches for everyone; same for both SUTs.
@@ -477,7 +495,10 @@ async function benchSut(name: SutName, o: ProxyBenchOptions): Promise<SutResult>
     }
     for (const rate of o.rates) {
       o.log(`[${name}] step ${rate} calls/s x ${o.stepSec} s ...`);
+      const before = sut.counters ? await sut.counters().catch(() => undefined) : undefined;
       const s = await runStep(sut, uas, rate, o.stepSec, o.maxRetransPerCall);
+      const after = before && sut.counters ? await sut.counters().catch(() => undefined) : undefined;
+      if (before && after) s.sutCounters = counterDelta(before, after);
       result.steps.push(s);
       o.log(
         `[${name}]   ${s.clean ? 'clean' : `NOT clean: ${s.reason}`}; ok ${s.successful}/${s.calls}, retrans ${s.retransmissions}, ` +
@@ -509,17 +530,27 @@ async function benchSut(name: SutName, o: ProxyBenchOptions): Promise<SutResult>
   return result;
 }
 
+/** What each counter gained (the non-zero ones). */
+function counterDelta(before: Record<string, number>, after: Record<string, number>): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const [k, v] of Object.entries(after)) {
+    const d = v - (before[k] ?? 0);
+    if (d !== 0) out[k] = d;
+  }
+  return out;
+}
+
 function ratio(a: number | undefined, b: number | undefined): number | null {
   return a !== undefined && b !== undefined && b > 0 ? round(a / b, 3) : null;
 }
 
 /** n / d at the highest rate both passed cleanly (the same offered load); undefined unless both ran steps. */
-function compare(n: SutResult | undefined, d: SutResult | undefined, maxSutCpuPerCallRatio: number | null): Comparison | undefined {
+export function compare<N extends string>(n: SutResult<N> | undefined, d: SutResult<N> | undefined, maxSutCpuPerCallRatio: number | null): Comparison<N> | undefined {
   if (!n || !d || n.steps.length === 0 || d.steps.length === 0) return undefined;
   const commonRate = Math.min(n.maxCleanRate, d.maxCleanRate);
   const ns = n.steps.find((x) => x.rate === commonRate && x.clean);
   const ds = d.steps.find((x) => x.rate === commonRate && x.clean);
-  const byRate: Comparison['byRate'] = [];
+  const byRate: Comparison<N>['byRate'] = [];
   // One step's CPU per call swings with where GC pauses fall on a 2-core VM; the headline ratio is therefore the
   // calls-weighted CPU per call over every rate both ran clean (the same calls, the same load), not one step's.
   const sum = { nSut: 0, dSut: 0, nMachine: 0, dMachine: 0, nCalls: 0, dCalls: 0 };
@@ -576,6 +607,22 @@ export function defaultOptions(env: NodeJS.ProcessEnv = process.env): ProxyBench
   };
 }
 
+/**
+ * The highest rate every SUT passed cleanly, and each SUT's atCommonRate (set in place). SUTs with no clean step
+ * at all would make it 0: they are left out (returned in `excludes`).
+ */
+export function setCommonRate<N extends string>(suts: Array<SutResult<N>>): { commonRate: number; excludes: N[] } {
+  const ran = suts.filter((x) => x.maxCleanRate > 0);
+  const excludes = suts.filter((x) => x.maxCleanRate === 0).map((x) => x.name);
+  if (ran.length === 0) return { commonRate: 0, excludes };
+  const commonRate = Math.min(...ran.map((x) => x.maxCleanRate));
+  for (const s of suts) {
+    const step = s.steps.find((x) => x.rate === commonRate && x.clean);
+    if (step) s.atCommonRate = { rate: step.rate, machineCpuMsPerCall: step.machineCpuMsPerCall, sutCpuMsPerCall: step.sutCpuMsPerCall };
+  }
+  return { commonRate, excludes };
+}
+
 export async function runProxyBench(o: ProxyBenchOptions & { quick?: boolean } = defaultOptions()): Promise<ProxyBenchResult> {
   const cpus = os.cpus();
   const result: ProxyBenchResult = {
@@ -596,17 +643,9 @@ export async function runProxyBench(o: ProxyBenchOptions & { quick?: boolean } =
   } finally {
     await killAll(2000);
   }
-  // SUTs with no clean step at all would make it 0: leave them out (listed in commonRateExcludes).
-  const ran = result.suts.filter((x) => x.maxCleanRate > 0);
-  const excluded = result.suts.filter((x) => x.maxCleanRate === 0).map((x) => x.name);
-  if (excluded.length > 0) result.commonRateExcludes = excluded;
-  if (ran.length > 0) {
-    result.commonRate = Math.min(...ran.map((x) => x.maxCleanRate));
-    for (const s of result.suts) {
-      const step = s.steps.find((x) => x.rate === result.commonRate && x.clean);
-      if (step) s.atCommonRate = { rate: step.rate, machineCpuMsPerCall: step.machineCpuMsPerCall, sutCpuMsPerCall: step.sutCpuMsPerCall };
-    }
-  }
+  const common = setCommonRate(result.suts);
+  result.commonRate = common.commonRate;
+  if (common.excludes.length > 0) result.commonRateExcludes = common.excludes;
   const byName = (n: SutName): SutResult | undefined => result.suts.find((x) => x.name === n);
   for (const c of COMPARISONS) {
     const cmp = compare(byName(c.numerator), byName(c.denominator), c.maxSutCpuPerCallRatio);

@@ -7,7 +7,9 @@
 //
 //   BENCH_QUICK=1 npm run bench     fewer, shorter steps
 //   BENCH_SUTS=proxy,b2bua npm run bench   only these proxy-bench SUTs (kamailio, stack-proxy, proxy, b2bua)
-//   node bench/run.mjs proxy        only the named benchmark(s)
+//   BENCH_BALANCER_SUTS=balancer npm run bench   only these balancer-bench SUTs (kamailio-dispatcher, balancer)
+//   BENCH_BALANCER_RATES=1000,4000 BENCH_BALANCER_STEP_SEC=4   other balancer-bench steps
+//   node bench/run.mjs proxy        only the named benchmark(s) (parser, proxy, balancer)
 import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -21,6 +23,7 @@ const quick = process.env.BENCH_QUICK === '1';
 const BENCHES = [
   { name: 'parser', file: 'bench/parser.ts', timeoutMs: 5 * 60_000 },
   { name: 'proxy', file: 'bench/proxy-bench.ts', timeoutMs: (quick ? 5 : 20) * 60_000 },
+  { name: 'balancer', file: 'bench/balancer-bench.ts', timeoutMs: (quick ? 5 : 15) * 60_000 },
 ];
 
 const log = (line) => process.stderr.write(`${line}\n`);
@@ -200,7 +203,92 @@ function summarize(results) {
     }
     if (!proxy.ok) out.push(`  error: ${proxy.error}`);
   }
+  const balancer = results.balancer;
+  if (balancer) {
+    if (out.length) out.push('');
+    out.push(...summarizeBalancer(balancer));
+  }
   return out.join('\n');
+}
+
+/** The balancer bench: sipfleet balancer vs Kamailio's dispatcher, CPU per call in µs. */
+function summarizeBalancer(entry) {
+  const out = [];
+  const r = entry.result;
+  out.push('Balancer: SIPp uac 127.0.0.1 -> SUT 127.0.0.2 -> SIPp uas 127.0.0.3 (the one node / destination), UDP calls');
+  if (r?.host?.loadavgAtStart) out.push(`  load average at start: ${r.host.loadavgAtStart.join(' ')} (${r.host.cpus} cores)`);
+  if (r && Array.isArray(r.suts)) {
+    const us = (ms) => (typeof ms === 'number' ? fmt(ms * 1000, 1) : '-');
+    const rows = [['SUT', 'max clean calls/s', 'SUT CPU µs/call @max', 'machine CPU µs/call @max', 'steps (rate: result)', 'error']];
+    for (const s of r.suts) {
+      rows.push([
+        s.name,
+        int(s.maxCleanRate),
+        us(s.atMaxClean?.sutCpuMsPerCall),
+        us(s.atMaxClean?.machineCpuMsPerCall),
+        s.steps.map((x) => `${x.rate}:${x.clean ? 'ok' : 'FAIL'}`).join(' ') || '-',
+        s.error ? s.error.split('\n')[0].slice(0, 80) : '',
+      ]);
+    }
+    out.push(table(rows));
+    for (const s of r.suts) {
+      if (s.warmUp) out.push(`  ${s.name}: warm-up at ${s.warmUp.rate} calls/s not clean: ${s.warmUp.reason}`);
+      const bad = s.steps.find((x) => !x.clean);
+      if (bad) {
+        const busy = typeof bad.machineBusyPercent === 'number' ? `; machine ${bad.machineBusyPercent}% busy, SUT ${bad.sutCpuPercent}% of a core` : '';
+        out.push(`  ${s.name}: stopped at ${bad.rate} calls/s: ${bad.reason}${busy}`);
+        const d = bad.diagnostics;
+        for (const [side, kinds] of [['uac', d?.uacErrorKinds], ['uas', d?.uasErrorKinds]]) {
+          for (const [k, n] of Object.entries(kinds ?? {}).slice(0, 2)) out.push(`    sipp ${side}: ${n} x ${k.slice(0, 130)}`);
+        }
+        const c = bad.sutCounters;
+        if (c) out.push(`    sut counters: ${Object.entries(c).map(([k, v]) => `${k} ${v}`).join(', ')}`);
+      }
+    }
+    const rates = [...new Set(r.suts.flatMap((s) => s.steps.map((x) => x.rate)))].sort((a, b) => a - b);
+    if (rates.length) {
+      out.push('');
+      out.push('CPU per call by step, µs (SUT / machine; * = not clean)');
+      const steps = [['calls/s', ...r.suts.map((s) => s.name)]];
+      for (const rate of rates) {
+        steps.push([
+          int(rate),
+          ...r.suts.map((s) => {
+            const x = s.steps.find((y) => y.rate === rate);
+            return x ? `${us(x.sutCpuMsPerCall)} / ${us(x.machineCpuMsPerCall)}${x.clean ? '' : ' *'}` : '';
+          }),
+        ]);
+      }
+      out.push(table(steps));
+    }
+    const c = r.comparisons?.balancerVsKamailioDispatcher;
+    const t = r.targets;
+    out.push('');
+    if (c) {
+      out.push('Ratio balancer / kamailio-dispatcher: CPU per call weighted by calls over every rate both ran clean');
+      const rows2 = [['ratio', 'up to calls/s', 'SUT CPU/call', 'machine CPU/call', 'SUT CPU/call @max', 'max clean rate', 'target', 'met']];
+      rows2.push([
+        'balancer/kamailio-dispatcher',
+        int(c.commonRate),
+        `x${fmt(c.sutCpuPerCallRatio, 2)}`,
+        `x${fmt(c.machineCpuPerCallRatio, 2)}`,
+        `x${fmt(c.sutCpuPerCallRatioAtCommonRate, 2)}`,
+        `x${fmt(c.maxCleanRateRatio, 2)}`,
+        c.target ? `<= ${c.target.max}` : '-',
+        c.met === null ? '-' : c.met ? 'yes' : 'NO',
+      ]);
+      out.push(table(rows2));
+    }
+    if (t) {
+      const yes = (m) => (m === null || m === undefined ? '-' : m ? 'yes' : 'NO');
+      out.push(
+        `Targets: SUT CPU per call balancer/kamailio-dispatcher x${fmt(t.cpuPerCallRatio?.value, 2)} <= ${t.cpuPerCallRatio?.max}: ${yes(t.cpuPerCallRatio?.met)}; ` +
+          `one balancer process clean at >= ${int(t.balancerCleanRate?.min)} calls/s (max clean ${int(t.balancerCleanRate?.value ?? undefined)}): ${yes(t.balancerCleanRate?.met)}`,
+      );
+    }
+  }
+  if (!entry.ok) out.push(`  error: ${entry.error}`);
+  return out;
 }
 
 // --- main -----------------------------------------------------------------------------------------------------

@@ -411,8 +411,7 @@ async function rawNode(): Promise<{ sock: dgram.Socket; probes: number[]; onProb
 }
 
 describe('regressions found in review', () => {
-  test('Balancer.start as `sipfleet balancer` / `up` call it probes each node every 50 ms, not every 1 ms', {
-  }, async () => {
+  test('Balancer.start as `sipfleet balancer` / `up` call it probes each node every 50 ms, not every 1 ms', async () => {
     const balancer = await Balancer.start({
       external: [{ protocol: 'UDP', host: HOST, port: 0 }], internal: [{ protocol: 'UDP', host: HOST, port: 0 }],
       control: { host: HOST, port: 0 }, secret: SECRET, deadAfterMs: 250, // exactly the options runBalancer gives
@@ -432,8 +431,7 @@ describe('regressions found in review', () => {
     assert.ok(span >= 200, `6 probes within ${span.toFixed(1)} ms (one per ${(span / 5).toFixed(1)} ms; probeMs is 50)`);
   });
 
-  test('a Membership given deadAfterMs: undefined (as Balancer.start passes it when unset) still finds a silent node dead', {
-  }, async () => {
+  test('a Membership given deadAfterMs: undefined (as Balancer.start passes it when unset) still finds a silent node dead', async () => {
     const membership = new Membership({ secret: SECRET, host: HOST, port: 0, deadAfterMs: undefined });
     await membership.start();
     closers.push(() => membership.close());
@@ -444,8 +442,7 @@ describe('regressions found in review', () => {
     await events.next(is('dead', 'node-silent'), 1000, 'node-silent dead after 250 ms of silence');
   });
 
-  test('a late heartbeat of the previous boot (seq < 3) does not take a restarted member back', {
-  }, async () => {
+  test('a late heartbeat of the previous boot (seq < 3) does not take a restarted member back', async () => {
     const { membership, events } = await startMembership();
     const node = await rawNode();
     node.beat({ id: 'node-flap', boot: 'old-boot', seq: 1 }, membership.port);

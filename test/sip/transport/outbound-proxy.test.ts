@@ -185,8 +185,7 @@ function formatRouteUri(uri: Uri): string {
 }
 
 describe('regressions found in review', () => {
-  test('a Request-URI naming the host:port but another transport than the chosen hop does not count as leading there', {
-  }, async () => {
+  test('a Request-URI naming the host:port but another transport than the chosen hop does not count as leading there', async () => {
     const proxy = await TransportLayer.start({ listen: [{ protocol: 'UDP', host: HOST, port: 0 }] });
     const user = new Recorder();
     proxy.setUser(user);
