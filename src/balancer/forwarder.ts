@@ -1,6 +1,7 @@
 import { AFFINITY_PARAM, hashString, parseAffinityKey } from '../server/cluster/affinity.ts';
 import { createResponse, type SipRequest, type SipResponse } from '../sip/message/message.ts';
-import { isSipUri, type Uri } from '../sip/message/uri.ts';
+import { formatAddress, type Address } from '../sip/message/address.ts';
+import { cloneUri, isSipUri, type Uri } from '../sip/message/uri.ts';
 import { MAGIC_COOKIE } from '../sip/message/via.ts';
 import { TransportLayer, uriDestination, type TransportOptions } from '../sip/transport/transport-layer.ts';
 import { formatHostPort, type Destination, type ListenAddress, type Source, type TransportProtocol } from '../sip/transport/types.ts';
@@ -119,25 +120,26 @@ export class Forwarder {
     }
     req.set('max-forwards', mf === null ? 70 : mf - 1);
     // Our own Record-Route entries (one per side) come back as the top Routes: they have done their job.
-    let next: Uri | null = null;
+    let next: Address | null = null;
     if (req.has('route')) {
       const routes = req.routes();
       let i = 0;
       while (i < routes.length && this.#isOwn(routes[i]!.uri)) i++;
       for (let k = 0; k < i; k++) req.removeFirst('route');
-      if (i < routes.length) next = routes[i]!.uri;
+      if (i < routes.length) next = routes[i]!;
     }
-    const target = next ?? req.uri;
+    const target = next?.uri ?? req.uri;
     const member = this.#memberAt(target);
     if (!fromNode || member !== undefined || (next === null && this.#isOwn(req.uri))) {
-      this.#toNode(req, source, layer, target, member);
+      this.#toNode(req, source, layer, next, member);
     } else {
       this.#outward(req, source, target);
     }
   }
 
   /** A request for the cluster: to the node its call lives on, or to the one its affinity key picks. */
-  #toNode(req: SipRequest, source: Source, layer: TransportLayer, target: Uri, named: Member | undefined): void {
+  #toNode(req: SipRequest, source: Source, layer: TransportLayer, nextRoute: Address | null, named: Member | undefined): void {
+    const target = nextRoute?.uri ?? req.uri;
     let node: Member | null;
     const keyText = isSipUri(target) ? target.params.get(AFFINITY_PARAM) : undefined;
     const keyHash = parseAffinityKey(keyText) ?? hashString(req.callId);
@@ -146,6 +148,7 @@ export class Forwarder {
     } else if (named !== undefined) {
       node = pickNode(this.#membership.failoverNodes(named), keyHash);
       this.counters.failovers++;
+      if (node !== null) this.#readdress(req, nextRoute, node);
     } else if (req.toTag === null) {
       // A new call (or its CANCEL, which must follow the INVITE): never to a draining node.
       node = pickNode(this.#membership.newCallNodes, keyHash);
@@ -179,6 +182,23 @@ export class Forwarder {
       this.counters.nodeSendErrors++;
       this.#membership.markDead(attempt, 'connection');
     });
+  }
+
+  /**
+   * A request naming a dead node now names its successor: the Route entry (the dead node's Record-Route) or the
+   * Request-URI (its Contact) gets the successor's address, parameters kept, so the successor sees the request
+   * as addressed to itself and finds the call from the keys in it.
+   */
+  #readdress(req: SipRequest, nextRoute: Address | null, node: Member): void {
+    const uri = nextRoute?.uri ?? req.uri;
+    if (!isSipUri(uri)) return;
+    const protocol: TransportProtocol = uri.params.get('transport')?.toLowerCase() === 'tcp' ? 'TCP' : 'UDP';
+    const addr = node.address(protocol)!;
+    const moved = cloneUri(uri);
+    moved.host = addr.host.includes(':') ? `[${addr.host}]` : addr.host;
+    moved.port = addr.port;
+    if (nextRoute !== null) req.replaceFirst('route', formatAddress({ ...nextRoute, uri: moved }));
+    else req.uri = moved;
   }
 
   /** A request from a node to the world: to its next Route, or its Request-URI. */

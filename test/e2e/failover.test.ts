@@ -1,0 +1,38 @@
+import assert from 'node:assert/strict';
+import { after, describe, test } from 'node:test';
+import { killAll } from '../helpers/proc.ts';
+import { SCENARIO_UAC_RR, SCENARIO_UAS_RR, startSipp, startSippUas, type SippTransport } from '../helpers/sipp.ts';
+import { startCluster, waitUntil } from './sipfleet-cluster.ts';
+
+after(() => killAll());
+
+/**
+ * ConfirmedDialog failover with real processes: calls of 8 s at 20 calls/s; one node is killed with SIGKILL while
+ * about 100 calls are established; every call must still end well (the caller's BYE reaches the callee through a
+ * survivor and is answered).
+ */
+async function killDuringCalls(app: string, transport: SippTransport, store?: string): Promise<void> {
+  const uas = await startSippUas({ sf: SCENARIO_UAS_RR, localIp: '127.0.0.10', transport });
+  const args = ['--nodes', '3', '--app', app, '--transport', transport, '--route-to', `127.0.0.10:${uas.localPort}`, '--restart-delay-ms', '60000'];
+  if (store !== undefined) args.push('--store', store);
+  const cluster = await startCluster(args);
+  try {
+    const calls = startSipp({ sf: SCENARIO_UAC_RR, remote: cluster.sip, localIp: '127.0.0.1', transport, rate: 20, maxCalls: 300, timeoutSec: 60, recvTimeoutMs: 15_000, extraArgs: ['-d', '8000'] });
+    await waitUntil('100 established calls', async () => (await cluster.status()).nodes.reduce((a, n) => a + n.calls, 0) >= 100, 20_000);
+    const victim = await cluster.node('node-2');
+    process.kill(victim.pid, 'SIGKILL');
+    console.log(`# killed node-2 holding ${victim.calls} calls`);
+    const r = await calls.done;
+    assert.equal(r.failed, 0, `${r.failed} calls failed: ${JSON.stringify(r.failures)}\n${r.stdout.slice(-1500)}`);
+    assert.equal(r.successful, 300);
+    const st = await cluster.status();
+    assert.ok(st.counters.failovers! > 0, 'requests of the dead node\'s calls went to survivors');
+  } finally {
+    await cluster.stop();
+    await uas.stop({ graceful: false });
+  }
+}
+
+describe('failover (ConfirmedDialog), SIGKILL', () => {
+  test('proxy over UDP: 300 calls of 8 s, a node killed with ~100 established: 0 failed', () => killDuringCalls('proxy', 'udp'));
+});
