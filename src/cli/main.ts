@@ -12,6 +12,7 @@ import { openStores, type Stores } from '../store/index.ts';
 import type { SipApplication } from '../server/app/types.ts';
 import { parseHostPort, type ListenAddress } from '../sip/transport/types.ts';
 import { HeartbeatSender } from '../server/cluster/heartbeat.ts';
+import { Replicator } from '../server/replication.ts';
 import { ConfigError, hostPort, parseTransports, positiveInt, replication } from './config.ts';
 import { runBalancer } from './balancer.ts';
 import { runUp } from './up.ts';
@@ -109,7 +110,7 @@ async function loadApp(spec: string, options: AppOptions): Promise<NodeApp | Sip
  * `{ "app": NAME, "method"?: M, "uri"?: REGEX, "header"?: { "name": H, "pattern": REGEX } }`) picks the app for each
  * initial request; requests no rule matches go to the first app.
  */
-async function loadApps(specs: string[], options: AppOptions, routerFile: string | undefined): Promise<NodeApp> {
+async function loadApps(specs: string[], options: AppOptions, routerFile: string | undefined, replicator: Replicator | null): Promise<NodeApp> {
   const loaded = await Promise.all(specs.map((s) => loadApp(s, options)));
   const apps: SipApplication[] = [];
   for (const [i, a] of loaded.entries()) {
@@ -134,7 +135,7 @@ async function loadApps(specs: string[], options: AppOptions, routerFile: string
     rules = parsed as RouteRule[];
   }
   try {
-    return new AppContainer({ apps, rules, appOptions: { ...options } });
+    return new AppContainer({ apps, rules, appOptions: { ...options }, replicator });
   } catch (err) {
     if (err instanceof RouterConfigError) throw new ConfigError(err.key, err.message.slice(err.key.length + 2));
     throw err;
@@ -231,7 +232,12 @@ async function runNode(argv: string[]): Promise<number> {
     throw new ConfigError('SIPFLEET_CLUSTER_SECRET', 'the cluster secret must be set in the environment when --cluster-control is given');
   }
   const heartbeatMs = positiveInt('--heartbeat-ms', values['heartbeat-ms'], 50, false);
-  const app = await loadApps(values.app ?? ['uas'], appOptions, values.router);
+  let replicator: Replicator | null = null;
+  if (strategy !== 'None' && stores !== null) {
+    if (stores.sessions === null) throw new ConfigError('--replication', `${strategy} needs a store that holds sessions (sqlite: or redis:); give --replication None with this store`);
+    replicator = new Replicator(stores.sessions, strategy);
+  }
+  const app = await loadApps(values.app ?? ['uas'], appOptions, values.router, replicator);
   const timers = {
     t1: positiveInt('--t1', values.t1, 500, false),
     t2: positiveInt('--t2', values.t2, 4000, false),
@@ -261,7 +267,7 @@ async function runNode(argv: string[]): Promise<number> {
     };
   }
   const where = node.stack.transport.listening.map((l) => `${l.protocol.toLowerCase()}:${l.host}:${l.port}`).join(' ');
-  process.stdout.write(`sipfleet node (${app.name}) listening on ${where}${heartbeat === null ? '' : ` (cluster node ${values['node-id'] ?? where}, replication ${strategy}, boot ${heartbeat.boot})`}\n`);
+  process.stdout.write(`sipfleet node (${app.name}) listening on ${where}${heartbeat === null ? '' : ` (cluster node ${values['node-id'] ?? where}, replication ${replicator === null ? 'off' : strategy}, boot ${heartbeat.boot})`}\n`);
   await new Promise<void>((resolve) => {
     const stop = (): void => resolve();
     process.once('SIGTERM', stop);

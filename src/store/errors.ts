@@ -8,7 +8,8 @@ export type StoreErrorCode =
   | 'STORE_UNAVAILABLE' // an operation failed against an opened backend (connection lost, timeout, busy)
   | 'STORE_SCHEMA' // the database holds a schema this version does not know
   | 'STORE_INVALID' // a value handed to the store is malformed (caller bug)
-  | 'STORE_CLOSED'; // the store was used after close()
+  | 'STORE_CLOSED' // the store was used after close()
+  | 'STORE_CONFLICT'; // a versioned write lost to another writer
 
 export class StoreError extends Error {
   readonly code: StoreErrorCode;

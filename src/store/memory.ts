@@ -8,6 +8,7 @@ import { StoreError } from './errors.ts';
 import { bindingKey, compareBindings, normalizeBinding, type Binding, type LocationStore } from './location.ts';
 import { resolveOptions, type StoreOptions, type Stores } from './options.ts';
 import { startPurger, type Purger } from './purger.ts';
+import { checkSessionKey, type SessionEntry, type SessionStore } from './sessions.ts';
 
 const copy = (b: Binding): Binding => ({ ...b, path: [...b.path] });
 
@@ -112,7 +113,32 @@ export class MemoryCredentialStore implements CredentialStore {
   }
 }
 
+/** Sessions of this process only (unit tests). */
+export class MemorySessionStore implements SessionStore {
+  readonly #records = new Map<string, { data: string; version: number; expiresAt: number }>();
+
+  async put(key: string, data: string, expected: number, ttlMs: number): Promise<number> {
+    checkSessionKey(key);
+    const now = Date.now();
+    const cur = this.#records.get(key);
+    const version = cur === undefined || cur.expiresAt <= now ? 0 : cur.version;
+    if (version !== expected) throw new StoreError('STORE_CONFLICT', `session ${key} is at version ${version}, not ${expected}`);
+    this.#records.set(key, { data, version: version + 1, expiresAt: now + ttlMs });
+    return version + 1;
+  }
+
+  async get(key: string): Promise<SessionEntry | null> {
+    const cur = this.#records.get(key);
+    if (cur === undefined || cur.expiresAt <= Date.now()) return null;
+    return { data: cur.data, version: cur.version };
+  }
+
+  async delete(key: string): Promise<void> {
+    this.#records.delete(key);
+  }
+}
+
 export function openMemoryStores(options: StoreOptions = {}): Stores {
   const location = new MemoryLocationStore(options);
-  return { location, credentials: new MemoryCredentialStore(), close: () => location.close() };
+  return { location, credentials: new MemoryCredentialStore(), sessions: new MemorySessionStore(), close: () => location.close() };
 }

@@ -5,6 +5,7 @@
 import type { CredentialStore } from './credentials.ts';
 import type { StoreError } from './errors.ts';
 import type { LocationStore } from './location.ts';
+import type { SessionStore } from './sessions.ts';
 
 export interface StoreOptions {
   /** How often expired bindings are deleted in the background, ms; 0 turns the timer off. Default 60 000. */
@@ -29,6 +30,8 @@ export interface StoreOptions {
 export interface Stores {
   location: LocationStore;
   credentials: CredentialStore;
+  /** Replicated call state (dialogs, sessions); null on backends that do not keep it (PostgreSQL). */
+  sessions: SessionStore | null;
   /** Stops the purge timer and closes the connection or file. Idempotent. */
   close(): Promise<void>;
 }

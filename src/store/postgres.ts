@@ -262,6 +262,7 @@ export async function openPostgresStores(connectionString: string, options: Stor
   return {
     location,
     credentials: new PostgresCredentialStore(h),
+    sessions: null,
     async close() {
       await location.close();
       if (h.closed) return;

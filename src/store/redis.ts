@@ -12,6 +12,7 @@ import { Cluster, Redis, type ClusterOptions, type RedisOptions } from 'ioredis'
 import { credentialFrom, ha1sFor, type Credential, type CredentialStore, type Ha1Values } from './credentials.ts';
 import { StoreError, toStoreError } from './errors.ts';
 import { bindingKey, compareBindings, normalizeBinding, type Binding, type LocationStore } from './location.ts';
+import { checkSessionKey, type SessionEntry, type SessionStore } from './sessions.ts';
 import { resolveOptions, type ResolvedOptions, type StoreOptions, type Stores } from './options.ts';
 import { startPurger, type Purger } from './purger.ts';
 import type { HostPort, StoreConfig } from './url.ts';
@@ -75,9 +76,17 @@ for i = 1, #all, 2 do
 end
 if n > 0 then retime(KEYS[1], now) end
 return n`,
+  // ARGV data, expected version, ttl ms. Returns the new version, or -1 when the stored one is not `expected`.
+  sipfleetSessPut: `
+local v = tonumber(redis.call('HGET', KEYS[1], 'v') or '0')
+if v ~= tonumber(ARGV[2]) then return -1 end
+redis.call('HSET', KEYS[1], 'd', ARGV[1], 'v', v + 1)
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return v + 1`,
 } as const;
 
 interface Scripts {
+  sipfleetSessPut(key: string, data: string, expected: number, ttlMs: number): Promise<number>;
   sipfleetLocPut(key: string, field: string, json: string, now: number): Promise<number>;
   sipfleetLocRemove(key: string, contact: string, now: number): Promise<number>;
   sipfleetLocRemoveAll(key: string, now: number): Promise<number>;
@@ -226,6 +235,32 @@ export class RedisCredentialStore implements CredentialStore {
   }
 }
 
+/** Sessions as hashes (d: data, v: version) with a TTL; the CAS is one Lua script, atomic on every topology. */
+export class RedisSessionStore implements SessionStore {
+  constructor(private readonly h: RedisHandle) {}
+
+  private key(key: string): string {
+    return `${this.h.prefix}sess:${key}`;
+  }
+
+  async put(key: string, data: string, expected: number, ttlMs: number): Promise<number> {
+    checkSessionKey(key);
+    const v = await this.h.run('session put', () => this.h.scripts.sipfleetSessPut(this.key(key), data, expected, Math.max(1, Math.round(ttlMs))));
+    if (v < 0) throw new StoreError('STORE_CONFLICT', `session ${key} was not at version ${expected}`);
+    return v;
+  }
+
+  async get(key: string): Promise<SessionEntry | null> {
+    const f = await this.h.run('session get', () => this.h.client.hgetall(this.key(key)));
+    if (f.d === undefined || f.v === undefined) return null;
+    return { data: f.d, version: Number(f.v) };
+  }
+
+  async delete(key: string): Promise<void> {
+    await this.h.run('session delete', () => this.h.client.del(this.key(key)));
+  }
+}
+
 function createClient(cfg: RedisConfig, o: ResolvedOptions, established: () => boolean): Client {
   // Until the first connection is up, give up at once (openStores reports it); afterwards reconnect forever
   // with a capped backoff, failing individual commands fast meanwhile (maxRetriesPerRequest, commandTimeout).
@@ -330,6 +365,7 @@ export async function openRedisStores(cfg: RedisConfig, options: StoreOptions = 
   return {
     location,
     credentials: new RedisCredentialStore(h),
+    sessions: new RedisSessionStore(h),
     async close() {
       await location.close();
       if (h.closed) return;

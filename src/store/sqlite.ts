@@ -10,8 +10,9 @@ import { StoreError, toStoreError } from './errors.ts';
 import { bindingKey, normalizeBinding, type Binding, type LocationStore } from './location.ts';
 import { resolveOptions, type ResolvedOptions, type StoreOptions, type Stores } from './options.ts';
 import { startPurger, type Purger } from './purger.ts';
+import { checkSessionKey, type SessionEntry, type SessionStore } from './sessions.ts';
 
-const SCHEMA_VERSION = 1;
+const SCHEMA_VERSION = 2;
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS sipfleet_bindings (
@@ -38,6 +39,13 @@ CREATE TABLE IF NOT EXISTS sipfleet_credentials (
   ha1_sha256 TEXT,
   PRIMARY KEY (username, realm)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS sipfleet_sessions (
+  key TEXT PRIMARY KEY,
+  data TEXT NOT NULL,
+  version INTEGER NOT NULL,
+  expires_at INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS sipfleet_sessions_expires ON sipfleet_sessions (expires_at);
 `;
 
 interface BindingRow {
@@ -79,7 +87,7 @@ function migrate(db: Database.Database, path: string): void {
       throw new StoreError('STORE_SCHEMA', `SQLite database "${path}" has schema version ${version}; this sipfleet knows up to ${SCHEMA_VERSION}`);
     }
     db.exec(SCHEMA);
-    if (version === undefined) db.prepare('INSERT INTO sipfleet_schema (id, version) VALUES (1, ?)').run(SCHEMA_VERSION);
+    db.prepare('INSERT INTO sipfleet_schema (id, version) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET version = excluded.version').run(SCHEMA_VERSION);
   }).immediate();
 }
 
@@ -207,6 +215,59 @@ export class SqliteCredentialStore implements CredentialStore {
   }
 }
 
+/**
+ * Sessions in the shared file. better-sqlite3 is synchronous: when put() returns its promise the row is already
+ * committed, so a caller sending a 2xx right after has its replica in place.
+ */
+export class SqliteSessionStore implements SessionStore {
+  private readonly stmt;
+  private readonly purgeTimer: NodeJS.Timeout | null;
+
+  constructor(private readonly h: SqliteHandle, o: ResolvedOptions) {
+    const db = h.db;
+    this.stmt = {
+      insert: db.prepare(`INSERT INTO sipfleet_sessions (key, data, version, expires_at) VALUES (?, ?, 1, ?)
+        ON CONFLICT (key) DO UPDATE SET data = excluded.data, version = 1, expires_at = excluded.expires_at
+        WHERE sipfleet_sessions.expires_at <= ?`),
+      update: db.prepare('UPDATE sipfleet_sessions SET data = ?, version = version + 1, expires_at = ? WHERE key = ? AND version = ? AND expires_at > ?'),
+      get: db.prepare('SELECT data, version FROM sipfleet_sessions WHERE key = ? AND expires_at > ?'),
+      del: db.prepare('DELETE FROM sipfleet_sessions WHERE key = ?'),
+      purge: db.prepare('DELETE FROM sipfleet_sessions WHERE expires_at <= ?'),
+    };
+    this.purgeTimer = o.purgeIntervalMs > 0 ? setInterval(() => {
+      try {
+        if (!this.h.closed) this.stmt.purge.run(Date.now());
+      } catch (err) {
+        o.onError(toStoreError(err, 'STORE_UNAVAILABLE', 'SQLite session purge failed'));
+      }
+    }, o.purgeIntervalMs) : null;
+    this.purgeTimer?.unref();
+  }
+
+  async put(key: string, data: string, expected: number, ttlMs: number): Promise<number> {
+    checkSessionKey(key);
+    const now = Date.now();
+    const changes = this.h.run('session put', () => (expected === 0
+      ? this.stmt.insert.run(key, data, now + ttlMs, now)
+      : this.stmt.update.run(data, now + ttlMs, key, expected, now)).changes);
+    if (changes === 0) throw new StoreError('STORE_CONFLICT', `session ${key} was not at version ${expected}`);
+    return expected + 1;
+  }
+
+  async get(key: string): Promise<SessionEntry | null> {
+    const row = this.h.run('session get', () => this.stmt.get.get(key, Date.now()) as SessionEntry | undefined);
+    return row ?? null;
+  }
+
+  async delete(key: string): Promise<void> {
+    this.h.run('session delete', () => this.stmt.del.run(key));
+  }
+
+  close(): void {
+    if (this.purgeTimer !== null) clearInterval(this.purgeTimer);
+  }
+}
+
 /** Opens (creating if absent) the database at path, or an in-memory one for ':memory:'. */
 export function openSqliteStores(path: string, options: StoreOptions = {}): Stores {
   const o = resolveOptions(options);
@@ -219,6 +280,7 @@ export function openSqliteStores(path: string, options: StoreOptions = {}): Stor
   let h: SqliteHandle;
   let location: SqliteLocationStore;
   let credentials: SqliteCredentialStore;
+  let sessions: SqliteSessionStore;
   try {
     // NORMAL is durable across process crashes in WAL mode; a power cut may lose the last commits, which
     // clients repair by re-registering.
@@ -229,6 +291,7 @@ export function openSqliteStores(path: string, options: StoreOptions = {}): Stor
     h = new SqliteHandle(db);
     location = new SqliteLocationStore(h, o);
     credentials = new SqliteCredentialStore(h);
+    sessions = new SqliteSessionStore(h, o);
   } catch (err) {
     db.close();
     throw toStoreError(err, 'STORE_CONNECT', `cannot initialise SQLite database "${path}"`);
@@ -236,8 +299,10 @@ export function openSqliteStores(path: string, options: StoreOptions = {}): Stor
   return {
     location,
     credentials,
+    sessions,
     async close() {
       await location.close();
+      sessions.close();
       if (h.closed) return;
       h.closed = true;
       db.close();

@@ -36,3 +36,7 @@ async function killDuringCalls(app: string, transport: SippTransport, store?: st
 describe('failover (ConfirmedDialog), SIGKILL', () => {
   test('proxy over UDP: 300 calls of 8 s, a node killed with ~100 established: 0 failed', () => killDuringCalls('proxy', 'udp'));
 });
+
+describe('failover (ConfirmedDialog) of dialog-stateful apps, SIGKILL', () => {
+  test('uas over UDP on the embedded SQLite store: 300 calls of 8 s, a node killed with ~100 established: 0 failed', () => killDuringCalls('uas', 'udp'));
+});

@@ -8,6 +8,7 @@ import type { ServerTransaction } from '../../sip/transaction/server.ts';
 import { uriDestination } from '../../sip/transport/transport-layer.ts';
 import { parseHostPort, type Destination, type Source } from '../../sip/transport/types.ts';
 import { AFFINITY_PARAM, affinityKey } from '../cluster/affinity.ts';
+import type { Replicator } from '../replication.ts';
 import type { NodeApp, NodeLoad, SipNode } from '../node.ts';
 import { ProxyCore, type ProxyTarget } from '../proxy.ts';
 import { assertJson } from './attributes.ts';
@@ -23,6 +24,8 @@ export interface ContainerOptions {
   apps: SipApplication[];
   /** Which app takes an initial request; default: the first app takes everything. */
   rules?: RouteRule[];
+  /** Replicates call state through the shared store so another node can continue the calls (null: none). */
+  replicator?: Replicator | null;
   /** Per-app options, handed to each app as `ctx.options`. */
   appOptions?: Record<string, unknown>;
   /** Idle lifetime of a record-routed proxy session (default one hour, refreshed by every request through it). */
@@ -71,6 +74,7 @@ export class AppContainer implements NodeApp, ContainerOps {
    */
   #proxySessionTtlMs = 3_600_000;
   #timerSeq = 0;
+  readonly #replicator: Replicator | null;
   readonly counters = { requests: 0, handlerErrors: 0, sessionsCreated: 0, unknownDialogs: 0 };
 
   constructor(options: ContainerOptions) {
@@ -84,7 +88,11 @@ export class AppContainer implements NodeApp, ContainerOps {
       this.counters.sessionsCreated++;
       this.#apps.get(s.appName)?.sessionCreated?.(s);
     };
-    this.sessions.onDestroyed = (s) => this.#apps.get(s.appName)?.sessionDestroyed?.(s);
+    this.#replicator = options.replicator ?? null;
+    this.sessions.onDestroyed = (s) => {
+      if (this.#replicator?.isReplicated(s)) void this.#replicator.delete(s);
+      this.#apps.get(s.appName)?.sessionDestroyed?.(s);
+    };
   }
 
   async start(node: SipNode): Promise<void> {
@@ -138,6 +146,10 @@ export class AppContainer implements NodeApp, ContainerOps {
 
   onRequest(req: SipRequest, tx: ServerTransaction | null, source: Source): void {
     this.counters.requests++;
+    this.#route(req, tx, source, this.#replicator !== null);
+  }
+
+  #route(req: SipRequest, tx: ServerTransaction | null, source: Source, mayRestore: boolean): void {
     if (req.method === 'CANCEL' && tx !== null) {
       this.#onCancel(req, tx);
       return;
@@ -157,6 +169,14 @@ export class AppContainer implements NodeApp, ContainerOps {
       const session = appSession?.sessions.get(toTag);
       if (session !== undefined && session.dialog !== null) {
         this.#inDialog(req, tx, source, session);
+        return;
+      }
+      // Not held here: a call whose node died is in the store (replication); load it and go on as its node would.
+      if (mayRestore && appSession === undefined) {
+        this.#replicator!.restore(toTag, this.sessions, this.#node.stack.dialogs).then((restored) => {
+          if (restored !== null) this.#apps.get(restored.appName)?.sessionActivated?.(restored);
+          this.#route(req, tx, source, false);
+        }, () => this.#route(req, tx, source, false));
         return;
       }
       // Not ours (or gone): the app decides, e.g. a proxy routes it on, a UAS answers 481.
@@ -254,7 +274,10 @@ export class AppContainer implements NodeApp, ContainerOps {
     }
     if (req.method === 'INVITE' && status >= 200 && status < 300 && session.dialog !== null) {
       const dialog = session.dialog;
-      this.#node.stack.dialogs.answer(tx, res, dialog, () => this.#ackTimeout(session));
+      const answer = (): void => { this.#node.stack.dialogs.answer(tx, res, dialog, () => this.#ackTimeout(session)); };
+      // ConfirmedDialog: the replica exists before the 2xx that confirms the dialog leaves this node.
+      if (this.#replicator !== null) void this.#replicator.save(session.appSession).then(answer);
+      else answer();
       return;
     }
     tx.respond(res);
@@ -403,11 +426,11 @@ export class AppContainer implements NodeApp, ContainerOps {
     const wrapped = new IncomingRequest(req, tx, source, session, this, app.name);
     if (tx !== null) tx.context = { kind: 'uas', request: wrapped } satisfies UasContext;
     // A B2BUA leg: the container relays to the other leg (the app saw the call when it was set up).
-    if (session.linked !== null) {
-      this.#relayInDialog(wrapped, session.linked);
-      return;
-    }
-    this.#dispatch(app, wrapped);
+    if (session.linked !== null) this.#relayInDialog(wrapped, session.linked);
+    else this.#dispatch(app, wrapped);
+    // Later changes (CSeqs, target refresh, attributes) reach the replica; an ended call's record is deleted.
+    const appSession = session.appSession;
+    if (this.#replicator?.isReplicated(appSession) && appSession.valid) void this.#replicator.save(appSession);
   }
 
   /** B2BUA: an in-dialog request on one leg becomes the same request on the other (§ issue: pass-through). */

@@ -84,8 +84,8 @@ export class SipApplicationSession extends AttributeHolder {
   }
 
   /** A new leg, with an id that starts with this session's id (so the message carries both). */
-  createSession(): SipSession {
-    const s = new SipSession(`${this.id}.${newTag()}`, this);
+  createSession(id = `${this.id}.${newTag()}`): SipSession {
+    const s = new SipSession(id, this);
     this.sessions.set(s.id, s);
     return s;
   }
@@ -129,9 +129,9 @@ export class SessionManager {
     return this.#sessions.size;
   }
 
-  create(appName: string): SipApplicationSession {
+  create(appName: string, id = newTag()): SipApplicationSession {
     // Ids are tags (token characters, no '.') so they can lead a To tag or sit in a URI parameter.
-    const s = new SipApplicationSession(newTag(), appName, this);
+    const s = new SipApplicationSession(id, appName, this);
     this.#sessions.set(s.id, s);
     this.onCreated?.(s);
     return s;

@@ -1,0 +1,137 @@
+import { Dialog, type DialogRecord } from '../sip/dialog/dialog.ts';
+import type { DialogLayer } from '../sip/dialog/dialog-layer.ts';
+import type { StoreError } from '../store/errors.ts';
+import type { SessionStore } from '../store/sessions.ts';
+import type { JsonValue } from './app/attributes.ts';
+import type { SessionManager, SessionRole, SipApplicationSession } from './app/session.ts';
+import type { ReplicationStrategy } from './cluster/replication.ts';
+
+/** What a survivor needs to continue a call: the application session, its legs, their dialogs and attributes. */
+export interface AppSessionRecord {
+  v: 1;
+  id: string;
+  app: string;
+  affinity: string | null;
+  attributes: Record<string, JsonValue>;
+  legs: Array<{ id: string; role: SessionRole; attributes: Record<string, JsonValue>; dialog: DialogRecord | null; linked: string | null }>;
+}
+
+export interface ReplicationCounters {
+  writes: number;
+  bytes: number;
+  deletes: number;
+  /** Calls continued here after their node died (records loaded from the store). */
+  failovers: number;
+  conflicts: number;
+  errors: number;
+}
+
+/** How long a record lives without a write (each write renews it). */
+const RECORD_TTL_MS = 12 * 3_600_000;
+
+/**
+ * Replication of application sessions through the shared store. A record is written when a dialog is confirmed
+ * (before the 2xx leaves: the caller awaits save()), then after a request in the dialog changed it (compared as
+ * serialised, so an unchanged call costs no write), and deleted when the call ends. A node that receives a
+ * request for a call it does not hold loads the record and carries on.
+ */
+export class Replicator {
+  readonly strategy: ReplicationStrategy;
+  readonly #store: SessionStore;
+  readonly #written = new WeakMap<SipApplicationSession, { version: number; data: string }>();
+  readonly counters: ReplicationCounters = { writes: 0, bytes: 0, deletes: 0, failovers: 0, conflicts: 0, errors: 0 };
+  onError: (err: unknown) => void = (err) => process.stderr.write(`sipfleet replication: ${(err as Error).message}\n`);
+
+  constructor(store: SessionStore, strategy: ReplicationStrategy) {
+    this.#store = store;
+    this.strategy = strategy;
+  }
+
+  static record(s: SipApplicationSession): AppSessionRecord {
+    return {
+      v: 1, id: s.id, app: s.appName, affinity: s.affinity, attributes: s.attributes.toJSON(),
+      legs: [...s.sessions.values()].map((leg) => ({
+        id: leg.id, role: leg.role, attributes: leg.attributes.toJSON(),
+        dialog: leg.dialog === null ? null : leg.dialog.toJSON(), linked: leg.linked?.id ?? null,
+      })),
+    };
+  }
+
+  /** Writes the session if it changed since its last write. Never rejects: a failed write is counted and reported. */
+  async save(s: SipApplicationSession): Promise<void> {
+    const data = JSON.stringify(Replicator.record(s));
+    const last = this.#written.get(s);
+    if (last !== undefined && last.data === data) return;
+    try {
+      const version = await this.#store.put(s.id, data, last?.version ?? 0, RECORD_TTL_MS);
+      this.#written.set(s, { version, data });
+      this.counters.writes++;
+      this.counters.bytes += data.length;
+    } catch (err) {
+      if ((err as StoreError).code === 'STORE_CONFLICT') {
+        // Another node wrote it (it took the call over, or we did and it came back): take its version and retry once.
+        this.counters.conflicts++;
+        const cur = await this.#store.get(s.id).catch(() => null);
+        if (cur !== null) {
+          this.#written.set(s, { version: cur.version, data: cur.data });
+          if (cur.data !== data) return this.save(s);
+          return;
+        }
+      }
+      this.counters.errors++;
+      this.onError(err);
+    }
+  }
+
+  /** Whether this session was ever written (so its end must delete the record). */
+  isReplicated(s: SipApplicationSession): boolean {
+    return this.#written.has(s);
+  }
+
+  async delete(s: SipApplicationSession): Promise<void> {
+    this.#written.delete(s);
+    this.counters.deletes++;
+    await this.#store.delete(s.id).catch((err: unknown) => {
+      this.counters.errors++;
+      this.onError(err);
+    });
+  }
+
+  /**
+   * Loads the call a key (app session id or leg id) names and rebuilds it in `sessions` and `dialogs`. Resolves
+   * with the rebuilt session, or null when no record exists (the call ended, or was never replicated).
+   */
+  async restore(key: string, sessions: SessionManager, dialogs: DialogLayer): Promise<SipApplicationSession | null> {
+    const dot = key.indexOf('.');
+    const id = dot === -1 ? key : key.slice(0, dot);
+    const existing = sessions.find(id);
+    if (existing !== undefined) return existing; // another request of the same call loaded it meanwhile
+    let entry;
+    try {
+      entry = await this.#store.get(id);
+    } catch (err) {
+      this.counters.errors++;
+      this.onError(err);
+      return null;
+    }
+    if (entry === null) return null;
+    const again = sessions.find(id);
+    if (again !== undefined) return again;
+    const rec = JSON.parse(entry.data) as AppSessionRecord;
+    const s = sessions.create(rec.app, rec.id);
+    s.affinity = rec.affinity;
+    for (const [k, v] of Object.entries(rec.attributes)) s.attributes.set(k, v);
+    for (const l of rec.legs) {
+      const leg = s.createSession(l.id);
+      leg.role = l.role;
+      for (const [k, v] of Object.entries(l.attributes)) leg.attributes.set(k, v);
+      if (l.dialog !== null) leg.dialog = dialogs.add(Dialog.fromJSON(l.dialog));
+    }
+    for (const l of rec.legs) {
+      if (l.linked !== null) s.sessions.get(l.id)!.linked = s.sessions.get(l.linked) ?? null;
+    }
+    this.#written.set(s, { version: entry.version, data: entry.data });
+    this.counters.failovers++;
+    return s;
+  }
+}
