@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
-import { parseReplicationStrategy, REPLICATION_STRATEGIES, type ReplicationStrategy } from '../server/cluster/replication.ts';
+import { MOBICENTS_REPLICATION_PROPERTY, parseReplicationStrategy, REPLICATION_STRATEGIES, type ReplicationStrategy } from '../server/cluster/replication.ts';
 import { parseHostPort, type TransportProtocol } from '../sip/transport/types.ts';
 
 /** A command-line or configuration error: names the key and what was expected. */
@@ -44,6 +44,29 @@ export function replication(key: string, value: string | undefined): Replication
   return s;
 }
 
+/**
+ * The replication strategy from a Java-style stack properties file (`--sip-stack-properties FILE`), as
+ * Restcomm/JAIN-SIP HA users have it: `org.mobicents.ha.javax.sip.REPLICATION_STRATEGY=EarlyDialog`. Other keys are
+ * the Java stack's own and are ignored; undefined when the file does not set the strategy.
+ */
+export function readStackProperties(file: string, key = '--sip-stack-properties'): ReplicationStrategy | undefined {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new ConfigError(key, `cannot read ${file}: ${(err as Error).message}`);
+  }
+  let found: ReplicationStrategy | undefined;
+  for (const [i, raw] of text.split(/\r?\n/).entries()) {
+    const line = raw.trim();
+    if (line === '' || line.startsWith('#') || line.startsWith('!')) continue;
+    const m = /^([^=:\s]+)\s*[=:\s]\s*(.*)$/.exec(line);
+    if (m === null || m[1] !== MOBICENTS_REPLICATION_PROPERTY) continue;
+    found = replication(`${file}:${i + 1}: ${MOBICENTS_REPLICATION_PROPERTY}`, m[2]!.trim());
+  }
+  return found;
+}
+
 /** What `sipfleet up` runs: from `--config FILE` (YAML), overridden by flags. Keys are the flags' names. */
 export interface UpConfig {
   nodes: number;
@@ -72,6 +95,7 @@ export interface UpConfig {
 export const UP_KEYS = [
   'nodes', 'app', 'route-to', 'listen', 'transport', 'store', 'replication', 'data', 'node-address', 'node-port',
   'internal', 'control', 'admin', 'dead-after-ms', 'heartbeat-ms', 'restart-delay-ms', 'ring-ms', 'call-ms', 'option',
+  'sip-stack-properties',
 ] as const;
 type UpKey = (typeof UP_KEYS)[number];
 export type UpRaw = Partial<Record<UpKey, string | string[]>>;
@@ -150,7 +174,9 @@ export function resolveUpConfig(raw: UpRaw, keyName: (key: UpKey) => string = (k
     listen: hostPort(keyName('listen'), s('listen') ?? '127.0.0.1:5060'),
     transport: parseTransports(s('transport'), keyName('transport')),
     store: s('store'),
-    replication: replication(keyName('replication'), s('replication')),
+    replication: s('replication') !== undefined || s('sip-stack-properties') === undefined
+      ? replication(keyName('replication'), s('replication'))
+      : readStackProperties(s('sip-stack-properties')!, keyName('sip-stack-properties')) ?? 'ConfirmedDialog',
     data: s('data') ?? 'sipfleet-data',
     nodeAddress,
     nodePort: positiveInt(keyName('node-port'), s('node-port'), 5060),

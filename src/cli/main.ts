@@ -13,7 +13,7 @@ import type { SipApplication } from '../server/app/types.ts';
 import { parseHostPort, type ListenAddress } from '../sip/transport/types.ts';
 import { HeartbeatSender } from '../server/cluster/heartbeat.ts';
 import { Replicator } from '../server/replication.ts';
-import { ConfigError, hostPort, parseTransports, positiveInt, replication } from './config.ts';
+import { ConfigError, hostPort, parseTransports, positiveInt, readStackProperties, replication } from './config.ts';
 import { runBalancer } from './balancer.ts';
 import { runUp } from './up.ts';
 import { runDrain, runStatus } from './status.ts';
@@ -47,6 +47,8 @@ Commands:
               --heartbeat-ms N      heartbeat interval (default 50)
               --node-version V      version announced to balancers (default: the package's)
               --replication S       ConfirmedDialog (default), EarlyDialog or None
+              --sip-stack-properties FILE  read org.mobicents.ha.javax.sip.REPLICATION_STRATEGY from
+                                    a Java stack .properties file
   balancer  run a balancer alone (multi-host clusters; secret: SIPFLEET_CLUSTER_SECRET)
               --listen HOST:PORT    external side, for clients (repeatable; default 127.0.0.1:5060)
               --internal HOST:PORT  internal side, for nodes (default: external host, port + 1)
@@ -56,7 +58,8 @@ Commands:
               --admin HOST:PORT     HTTP status/drain endpoint (for sipfleet status --admin)
   up        a local cluster: a balancer and N nodes on the embedded store
               --nodes N --app NAME|PATH --route-to HOST:PORT --listen HOST:PORT --transport T
-              --store URL --replication S --data DIR --node-address IP --node-port N
+              --store URL --replication S --sip-stack-properties FILE --data DIR
+              --node-address IP --node-port N
               --internal/--control/--admin HOST:PORT --dead-after-ms N --heartbeat-ms N
               --restart-delay-ms N --ring-ms N --call-ms N --option K=V
               --config FILE         the same keys in YAML (flags win)
@@ -169,6 +172,7 @@ async function runNode(argv: string[]): Promise<number> {
       'heartbeat-ms': { type: 'string' },
       'node-version': { type: 'string' },
       replication: { type: 'string' },
+      'sip-stack-properties': { type: 'string' },
     },
     strict: true,
   });
@@ -224,7 +228,8 @@ async function runNode(argv: string[]): Promise<number> {
   } else if (values['auth-realm'] !== undefined) {
     throw new ConfigError('--auth-realm', 'needs --store (credentials live in the store)');
   }
-  const strategy = replication('--replication', values.replication);
+  const fromProperties = values.replication === undefined && values['sip-stack-properties'] !== undefined ? readStackProperties(values['sip-stack-properties']) : undefined;
+  const strategy = fromProperties ?? replication('--replication', values.replication);
   const outbound = values.balancer === undefined ? null : { protocol: protocols[0]!, ...hostPort('--balancer', values.balancer) };
   const controls = (values['cluster-control'] ?? []).map((c) => hostPort('--cluster-control', c));
   const secret = process.env.SIPFLEET_CLUSTER_SECRET;
@@ -236,6 +241,7 @@ async function runNode(argv: string[]): Promise<number> {
   if (strategy !== 'None' && stores !== null) {
     if (stores.sessions === null) throw new ConfigError('--replication', `${strategy} needs a store that holds sessions (sqlite: or redis:); give --replication None with this store`);
     replicator = new Replicator(stores.sessions, strategy);
+    if (strategy === 'EarlyDialog') process.stderr.write('sipfleet: EarlyDialog: early dialogs are not replicated yet; calls are replicated from CONFIRMED, as with ConfirmedDialog\n');
   }
   const app = await loadApps(values.app ?? ['uas'], appOptions, values.router, replicator);
   const timers = {

@@ -29,7 +29,7 @@ async function fetchJson(url: string, method = 'GET'): Promise<{ status: number;
   return { status: res.status, body: await res.json() };
 }
 
-type Row = Pick<NodeStatus, 'id' | 'pid' | 'sip' | 'state' | 'calls'> & { newCalls: number; restarts: number | null };
+type Row = Pick<NodeStatus, 'id' | 'pid' | 'sip' | 'state' | 'calls' | 'replication'> & { newCalls: number; restarts: number | null };
 
 /** `sipfleet status [--json]`: each node's id, pid, SIP address, state and calls in progress. */
 export async function runStatus(argv: string[]): Promise<number> {
@@ -37,19 +37,22 @@ export async function runStatus(argv: string[]): Promise<number> {
   const { body } = await fetchJson(`${adminUrl(values.admin, values.data)}/status`);
   const st = body as Partial<UpStatus> & { nodes: NodeStatus[] };
   const rows: Row[] = st.nodes.map((n) => ({
-    id: n.id, pid: n.pid, sip: n.sip, state: n.state, calls: n.calls, newCalls: n.traffic.newCalls,
+    id: n.id, pid: n.pid, sip: n.sip, state: n.state, calls: n.calls, newCalls: n.traffic.newCalls, replication: n.replication ?? null,
     restarts: st.children?.find((c) => c.id === n.id)?.restarts ?? null,
   }));
   for (const c of st.children ?? []) {
-    if (!rows.some((r) => r.id === c.id)) rows.push({ id: c.id, pid: c.pid, sip: [c.address], state: 'dead', calls: 0, newCalls: 0, restarts: c.restarts });
+    if (!rows.some((r) => r.id === c.id)) rows.push({ id: c.id, pid: c.pid, sip: [c.address], state: 'dead', calls: 0, newCalls: 0, restarts: c.restarts, replication: null });
   }
   rows.sort((a, b) => (a.id < b.id ? -1 : 1));
   if (values.json) {
     process.stdout.write(JSON.stringify({ ...st, rows }, null, 2) + '\n');
     return 0;
   }
-  const table = [['NODE', 'PID', 'SIP', 'STATE', 'CALLS', 'NEW CALLS', 'RESTARTS']];
-  for (const r of rows) table.push([r.id, String(r.pid), r.sip.join(' '), r.state, String(r.calls), String(r.newCalls), r.restarts === null ? '-' : String(r.restarts)]);
+  const table = [['NODE', 'PID', 'SIP', 'STATE', 'CALLS', 'NEW CALLS', 'RESTARTS', 'REPL WRITES', 'TAKEN OVER']];
+  for (const r of rows) {
+    table.push([r.id, String(r.pid), r.sip.join(' '), r.state, String(r.calls), String(r.newCalls), r.restarts === null ? '-' : String(r.restarts),
+      r.replication === null ? '-' : String(r.replication.writes), r.replication === null ? '-' : String(r.replication.failovers)]);
+  }
   const widths = table[0]!.map((_, i) => Math.max(...table.map((row) => row[i]!.length)));
   process.stdout.write(`balancer ${(st.external ?? []).join(' ')} (internal ${(st.internal ?? []).join(' ')})\n`);
   for (const row of table) process.stdout.write(row.map((cell, i) => cell.padEnd(widths[i]!)).join('  ').trimEnd() + '\n');

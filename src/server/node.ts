@@ -24,6 +24,8 @@ export interface NodeApp {
 export interface NodeLoad {
   calls: number;
   unknownDialogs: number;
+  /** Replication: records written, bytes written, calls continued here after their node died. */
+  replication?: { writes: number; bytes: number; failovers: number };
 }
 
 export interface NodeOptions extends StackOptions {

@@ -304,3 +304,23 @@ describe('regressions found in review', () => {
     configError(() => resolveUpConfig({ nodes: '3', 'node-address': '127.255.255.254' }), '--node-address', '127.255.255.254 + 2 = 128.0.0.0');
   });
 });
+
+describe('Java stack properties (--sip-stack-properties)', () => {
+  test('REPLICATION_STRATEGY is read from a .properties file; other keys are ignored; a bad value names the line', async () => {
+    const { readStackProperties } = await import('../../src/cli/config.ts');
+    const { makeTempDir } = await import('../helpers/tmp.ts');
+    const dir = makeTempDir('props-');
+    const good = path.join(dir, 'sip.properties');
+    writeFileSync(good, '# Restcomm\njavax.sip.STACK_NAME=sipfleet\norg.mobicents.ha.javax.sip.REPLICATION_STRATEGY=EarlyDialog\n');
+    assert.equal(readStackProperties(good), 'EarlyDialog');
+    const none = path.join(dir, 'none.properties');
+    writeFileSync(none, 'javax.sip.STACK_NAME=x\n');
+    assert.equal(readStackProperties(none), undefined);
+    const bad = path.join(dir, 'bad.properties');
+    writeFileSync(bad, '\norg.mobicents.ha.javax.sip.REPLICATION_STRATEGY = Sometimes\n');
+    assert.throws(() => readStackProperties(bad), (err: ConfigError) => err.key === `${bad}:2: org.mobicents.ha.javax.sip.REPLICATION_STRATEGY`);
+    assert.throws(() => readStackProperties(path.join(dir, 'missing')), (err: ConfigError) => err.key === '--sip-stack-properties');
+    const cfg = resolveUpConfig({ 'sip-stack-properties': good });
+    assert.equal(cfg.replication, 'EarlyDialog');
+  });
+});

@@ -29,6 +29,13 @@ async function killDuringCalls(app: string, transport: SippTransport, store?: st
     assert.equal(r.successful, 300);
     const st = await cluster.status();
     assert.ok(st.counters.failovers! > 0, 'requests of the dead node\'s calls went to survivors');
+    if (app !== 'proxy') {
+      const taken = st.nodes.reduce((a, n) => a + (n.replication?.failovers ?? 0), 0);
+      const writes = st.nodes.reduce((a, n) => a + (n.replication?.writes ?? 0), 0);
+      const bytes = st.nodes.reduce((a, n) => a + (n.replication?.bytes ?? 0), 0);
+      console.log(`# survivors took over ${taken} calls from the store; ${writes} writes, ${Math.round(bytes / Math.max(1, writes))} bytes each (survivors' counts)`);
+      assert.ok(taken > 0, 'survivors loaded calls from the store');
+    }
     return { failed: r.failed };
   } finally {
     await cluster.stop();

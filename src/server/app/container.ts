@@ -106,7 +106,12 @@ export class AppContainer implements NodeApp, ContainerOps {
 
   /** Calls in progress (application sessions alive), and in-dialog requests for calls not held here. */
   load(): NodeLoad {
-    return { calls: this.sessions.size, unknownDialogs: this.counters.unknownDialogs };
+    const r = this.#replicator?.counters;
+    return {
+      calls: this.sessions.size,
+      unknownDialogs: this.counters.unknownDialogs,
+      ...(r === undefined ? {} : { replication: { writes: r.writes, bytes: r.bytes, failovers: r.failovers } }),
+    };
   }
 
   async stop(): Promise<void> {

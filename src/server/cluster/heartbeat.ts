@@ -20,6 +20,7 @@ export interface NodeAnnouncement {
   calls: number;
   /** In-dialog requests that reached this node for calls it did not hold (since its start). */
   unknownDialogs: number;
+  replication?: { writes: number; bytes: number; failovers: number };
   pid: number;
   /** Increases with every heartbeat of one boot: an older datagram arriving late is ignored. */
   seq: number;
@@ -124,7 +125,7 @@ export interface HeartbeatSenderOptions {
   /** Local address to send from (the node's own, so a balancer's probe of it reaches this process). */
   bindHost?: string;
   /** Calls in progress and requests for unknown dialogs, read at each heartbeat. */
-  load?: () => { calls: number; unknownDialogs: number };
+  load?: () => Pick<NodeAnnouncement, 'calls' | 'unknownDialogs' | 'replication'>;
 }
 
 /**
@@ -181,7 +182,7 @@ export class HeartbeatSender {
     const load = o.load();
     const data = encodeHeartbeat({
       id: o.id, boot: this.boot, version: o.version, addresses: o.addresses, draining: this.#draining,
-      calls: load.calls, unknownDialogs: load.unknownDialogs, pid: process.pid, seq: ++this.#seq, ts: Date.now(),
+      calls: load.calls, unknownDialogs: load.unknownDialogs, ...(load.replication === undefined ? {} : { replication: load.replication }), pid: process.pid, seq: ++this.#seq, ts: Date.now(),
     }, o.secret);
     for (const t of o.targets) socket.send(data, t.port, t.host);
     this.sent++;
