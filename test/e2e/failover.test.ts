@@ -1,24 +1,38 @@
 import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
 import { killAll } from '../helpers/proc.ts';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { SCENARIO_UAC_RR, SCENARIO_UAS_RR, startSipp, startSippUas, type SippTransport } from '../helpers/sipp.ts';
 import { startCluster, waitUntil } from './sipfleet-cluster.ts';
 
 after(() => killAll());
+
+const scenario = (name: string): string => path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../scenarios', name);
+
+/** Who talks after the kill: the caller's BYE (default), a re-INVITE then BYE, or the callee's BYE. */
+type Flow = 'caller-bye' | 're-invite' | 'callee-bye';
+const FLOWS: Record<Flow, { uac: string; uas: string; pauseAt: 'uac' | 'uas' }> = {
+  'caller-bye': { uac: SCENARIO_UAC_RR, uas: SCENARIO_UAS_RR, pauseAt: 'uac' },
+  're-invite': { uac: scenario('uac-rr-reinvite.xml'), uas: scenario('uas-rr-reinvite.xml'), pauseAt: 'uac' },
+  'callee-bye': { uac: scenario('uac-callee-bye.xml'), uas: scenario('uas-rr-bye.xml'), pauseAt: 'uas' },
+};
 
 /**
  * ConfirmedDialog failover with real processes: calls of 8 s at 20 calls/s; one node is killed with SIGKILL while
  * about 100 calls are established; every call must still end well (the caller's BYE reaches the callee through a
  * survivor and is answered).
  */
-async function killDuringCalls(app: string, transport: SippTransport, store?: string, replication?: string): Promise<{ failed: number }> {
-  const uas = await startSippUas({ sf: SCENARIO_UAS_RR, localIp: '127.0.0.10', transport });
+async function killDuringCalls(app: string, transport: SippTransport, store?: string, replication?: string, flow: Flow = 'caller-bye'): Promise<{ failed: number }> {
+  const f = FLOWS[flow];
+  const pause = ['-d', '8000'];
+  const uas = await startSippUas({ sf: f.uas, localIp: '127.0.0.10', transport, extraArgs: f.pauseAt === 'uas' ? pause : [] });
   const args = ['--nodes', '3', '--app', app, '--transport', transport, '--route-to', `127.0.0.10:${uas.localPort}`, '--restart-delay-ms', '60000'];
   if (store !== undefined) args.push('--store', store);
   if (replication !== undefined) args.push('--replication', replication);
   const cluster = await startCluster(args);
   try {
-    const calls = startSipp({ sf: SCENARIO_UAC_RR, remote: cluster.sip, localIp: '127.0.0.1', transport, rate: 20, maxCalls: 300, timeoutSec: 60, recvTimeoutMs: 15_000, extraArgs: ['-d', '8000'] });
+    const calls = startSipp({ sf: f.uac, remote: cluster.sip, localIp: '127.0.0.1', transport, rate: 20, maxCalls: 300, callLimit: 400, timeoutSec: 60, recvTimeoutMs: 15_000, extraArgs: f.pauseAt === 'uac' ? pause : [] });
     await waitUntil('100 established calls', async () => (await cluster.status()).nodes.reduce((a, n) => a + n.calls, 0) >= 100, 20_000);
     const victim = await cluster.node('node-2');
     process.kill(victim.pid, 'SIGKILL');
@@ -46,11 +60,14 @@ async function killDuringCalls(app: string, transport: SippTransport, store?: st
 describe('failover (ConfirmedDialog), SIGKILL', () => {
   test('proxy over UDP: 300 calls of 8 s, a node killed with ~100 established: 0 failed', async () => { await killDuringCalls('proxy', 'udp'); });
   test('proxy over TCP: the same, 0 failed', async () => { await killDuringCalls('proxy', 'tcp'); });
+  test('proxy: a re-INVITE after the kill, then BYE: 0 failed', async () => { await killDuringCalls('proxy', 'udp', undefined, undefined, 're-invite'); });
+  test('proxy: the callee hangs up after the kill: 0 failed', async () => { await killDuringCalls('proxy', 'udp', undefined, undefined, 'callee-bye'); });
 });
 
 describe('failover (ConfirmedDialog) of dialog-stateful apps, SIGKILL', () => {
   test('uas over UDP on the embedded SQLite store: 300 calls of 8 s, a node killed with ~100 established: 0 failed', async () => { await killDuringCalls('uas', 'udp'); });
   test('uas over TCP on SQLite: 0 failed', async () => { await killDuringCalls('uas', 'tcp'); });
+  test('uas: a re-INVITE after the kill is answered by a survivor, then BYE: 0 failed', async () => { await killDuringCalls('uas', 'udp', undefined, undefined, 're-invite'); });
   test('uas over UDP on Redis: 0 failed', async () => { await killDuringCalls('uas', 'udp', 'redis://127.0.0.1:6379/9'); });
   test('b2bua over UDP on SQLite (two dialogs per call, different Call-IDs): 0 failed', async () => { await killDuringCalls('b2bua', 'udp'); });
   test('control: with --replication None the dead node\'s established calls do fail', async () => {
