@@ -53,7 +53,8 @@ export default function uas(options: UasOptions = {}): SipApplication {
     },
     ack(req) {
       const after = req.appSession.getAttribute<number>('hangUpAfterMs');
-      if (after !== undefined) ctx.createTimer(req.appSession, after, { hangUp: req.session.id });
+      // Persistent: if this node dies, a survivor hangs up in its place (once).
+      if (after !== undefined) ctx.createTimer(req.appSession, after, { hangUp: req.session.id }, { persistent: true });
     },
     timeout(timer) {
       const leg = timer.appSession.sessions.get((timer.info as { hangUp: string }).hangUp);

@@ -71,8 +71,31 @@ export class Balancer {
     }
     const b = new Balancer(membership, forwarder, options);
     const log = options.log;
-    if (log !== undefined) membership.onEvent = (e) => log(describe(e));
+    membership.onEvent = (e) => {
+      log?.(describe(e));
+      if (e.type === 'dead') b.#announceDeath(e.member.id);
+    };
     return b;
+  }
+
+  /**
+   * Tells every live node that `dead` died, with the list of survivors: they share its persistent timers by
+   * rendezvous hashing over that list. Sent a few times (UDP); a node acts on a notice once.
+   */
+  #announceDeath(dead: string): void {
+    const survivors = this.membership.aliveNodes.map((m) => m.id);
+    const ts = Date.now();
+    const send = (): void => {
+      for (const m of this.membership.aliveNodes) {
+        try {
+          m.probe?.send(encodeCommand({ id: m.id, takeover: { dead, survivors }, ts }, this.#options.secret));
+        } catch {
+          // its probe socket is closing: it is dying too, and will be announced in turn
+        }
+      }
+    };
+    send();
+    for (const ms of [100, 300]) setTimeout(send, ms).unref();
   }
 
   get controlPort(): number {

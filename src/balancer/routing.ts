@@ -1,4 +1,6 @@
-import { rendezvousWeight } from '../server/cluster/affinity.ts';
+import { pickNode } from '../server/cluster/affinity.ts';
+
+export { pickNode };
 
 /** What routing needs to know of a node. */
 export interface RoutingNode {
@@ -6,25 +8,6 @@ export interface RoutingNode {
   /** hashString(id): a node's rendezvous seed depends only on its id, so every balancer ranks alike. */
   readonly seed: number;
   readonly version: string;
-}
-
-/**
- * Rendezvous (highest random weight) hashing: the node with the highest weight for the key wins. When a node
- * leaves, only its keys move, and they spread evenly over the rest; when one joins, it takes an even share of
- * new keys (in-progress calls stay where their messages say they are, see Forwarder).
- */
-export function pickNode<T extends RoutingNode>(candidates: readonly T[], keyHash: number): T | null {
-  let best: T | null = null;
-  let bestWeight = -1;
-  for (const n of candidates) {
-    const w = rendezvousWeight(n.seed, keyHash);
-    // Ties (one in 2^32) are broken by id so that every balancer agrees.
-    if (w > bestWeight || (w === bestWeight && best !== null && n.id < best.id)) {
-      best = n;
-      bestWeight = w;
-    }
-  }
-  return best;
 }
 
 /**

@@ -240,7 +240,7 @@ async function runNode(argv: string[]): Promise<number> {
   let replicator: Replicator | null = null;
   if (strategy !== 'None' && stores !== null) {
     if (stores.sessions === null) throw new ConfigError('--replication', `${strategy} needs a store that holds sessions (sqlite: or redis:); give --replication None with this store`);
-    replicator = new Replicator(stores.sessions, strategy);
+    replicator = new Replicator(stores.sessions, strategy, values['node-id'] ?? 'local');
     if (strategy === 'EarlyDialog') process.stderr.write('sipfleet: EarlyDialog: early dialogs are not replicated yet; calls are replicated from CONFIRMED, as with ConfirmedDialog\n');
   }
   const app = await loadApps(values.app ?? ['uas'], appOptions, values.router, replicator);
@@ -253,8 +253,9 @@ async function runNode(argv: string[]): Promise<number> {
   let heartbeat: HeartbeatSender | null = null;
   if (controls.length > 0) {
     const listening = node.stack.transport.listening;
+    const heartbeatId = values['node-id'] ?? `${listening[0]!.host}:${listening[0]!.port}`;
     heartbeat = new HeartbeatSender({
-      id: values['node-id'] ?? `${listening[0]!.host}:${listening[0]!.port}`,
+      id: heartbeatId,
       version: values['node-version'] ?? packageVersion(),
       addresses: [...listening],
       secret: secret!,
@@ -262,6 +263,14 @@ async function runNode(argv: string[]): Promise<number> {
       intervalMs: heartbeatMs,
       load: () => app.load?.() ?? { calls: 0, unknownDialogs: 0 },
     });
+    // Timers are owned under the id balancers know this node by, the id their takeover notices name.
+    if (replicator !== null) replicator.nodeId = heartbeatId;
+    const container = app instanceof AppContainer ? app : null;
+    heartbeat.onTakeover = (dead, survivors) => {
+      void container?.takeOver(dead, survivors).then((n) => {
+        if (n > 0) process.stdout.write(`sipfleet node: took over ${n} timer(s) of ${dead}\n`);
+      });
+    };
     await heartbeat.start();
     const hb = heartbeat;
     // Draining by hand on a host without a balancer's admin: kill -USR2 PID toggles it.

@@ -1,7 +1,8 @@
 import { Dialog, type DialogRecord } from '../sip/dialog/dialog.ts';
 import type { DialogLayer } from '../sip/dialog/dialog-layer.ts';
 import type { StoreError } from '../store/errors.ts';
-import type { SessionStore } from '../store/sessions.ts';
+import type { SessionStore, StoredTimer } from '../store/sessions.ts';
+import { hashString, parseAffinityKey, pickNode } from './cluster/affinity.ts';
 import type { JsonValue } from './app/attributes.ts';
 import type { SessionManager, SessionRole, SipApplicationSession } from './app/session.ts';
 import type { ReplicationStrategy } from './cluster/replication.ts';
@@ -13,6 +14,7 @@ export interface AppSessionRecord {
   app: string;
   affinity: string | null;
   attributes: Record<string, JsonValue>;
+  timers?: Array<{ id: string; fireAt: number; info: JsonValue }>;
   legs: Array<{ id: string; role: SessionRole; attributes: Record<string, JsonValue>; dialog: DialogRecord | null; linked: string | null }>;
 }
 
@@ -24,6 +26,7 @@ export interface ReplicationCounters {
   failovers: number;
   conflicts: number;
   errors: number;
+  timersTakenOver: number;
 }
 
 /** How long a record lives without a write (each write renews it). */
@@ -39,17 +42,26 @@ export class Replicator {
   readonly strategy: ReplicationStrategy;
   readonly #store: SessionStore;
   readonly #written = new WeakMap<SipApplicationSession, { version: number; data: string }>();
-  readonly counters: ReplicationCounters = { writes: 0, bytes: 0, deletes: 0, failovers: 0, conflicts: 0, errors: 0 };
+  readonly counters: ReplicationCounters = { writes: 0, bytes: 0, deletes: 0, failovers: 0, conflicts: 0, errors: 0, timersTakenOver: 0 };
   onError: (err: unknown) => void = (err) => process.stderr.write(`sipfleet replication: ${(err as Error).message}\n`);
 
-  constructor(store: SessionStore, strategy: ReplicationStrategy) {
+  /** This node's id (as balancers know it): the owner of the persistent timers it arms. */
+  nodeId: string;
+
+  constructor(store: SessionStore, strategy: ReplicationStrategy, nodeId: string) {
     this.#store = store;
     this.strategy = strategy;
+    this.nodeId = nodeId;
+  }
+
+  get store(): SessionStore {
+    return this.#store;
   }
 
   static record(s: SipApplicationSession): AppSessionRecord {
     return {
       v: 1, id: s.id, app: s.appName, affinity: s.affinity, attributes: s.attributes.toJSON(),
+      ...(s.timers.size === 0 ? {} : { timers: [...s.timers].map(([id, t]) => ({ id, fireAt: t.fireAt, info: t.info })) }),
       legs: [...s.sessions.values()].map((leg) => ({
         id: leg.id, role: leg.role, attributes: leg.attributes.toJSON(),
         dialog: leg.dialog === null ? null : leg.dialog.toJSON(), linked: leg.linked?.id ?? null,
@@ -81,6 +93,58 @@ export class Replicator {
       this.counters.errors++;
       this.onError(err);
     }
+  }
+
+  /** Stores a new persistent timer (owned by this node) and the session record that carries its info. */
+  async saveTimer(s: SipApplicationSession, id: string, fireAt: number): Promise<void> {
+    const key = parseAffinityKey(s.affinity) ?? hashString(s.id);
+    try {
+      await this.#store.putTimer({ id, session: s.id, owner: this.nodeId, fireAt, key });
+    } catch (err) {
+      this.counters.errors++;
+      this.onError(err);
+    }
+    await this.save(s);
+  }
+
+  /** True when this node still owned the timer (and now nobody does): the caller fires it. */
+  async takeTimer(s: SipApplicationSession, id: string): Promise<boolean> {
+    let mine: boolean;
+    try {
+      mine = await this.#store.takeTimer(id, this.nodeId);
+    } catch (err) {
+      // The store is unreachable: fire anyway rather than never (a survivor could only fire it once the store is back).
+      this.counters.errors++;
+      this.onError(err);
+      mine = true;
+    }
+    if (s.valid && this.isReplicated(s)) await this.save(s);
+    return mine;
+  }
+
+  async cancelTimer(s: SipApplicationSession, id: string): Promise<void> {
+    await this.#store.deleteTimer(id).catch((err: unknown) => { this.counters.errors++; this.onError(err); });
+    if (s.valid && this.isReplicated(s)) await this.save(s);
+  }
+
+  /** Claims the dead node's timers that rendezvous hashing gives this node among the survivors. */
+  async claimTimersOf(dead: string, survivors: string[]): Promise<StoredTimer[]> {
+    let timers: StoredTimer[];
+    try {
+      timers = await this.#store.timersOf(dead);
+    } catch (err) {
+      this.counters.errors++;
+      this.onError(err);
+      return [];
+    }
+    const nodes = survivors.map((id) => ({ id, seed: hashString(id) }));
+    const claimed: StoredTimer[] = [];
+    for (const t of timers) {
+      if (pickNode(nodes, t.key)?.id !== this.nodeId) continue;
+      if (await this.#store.claimTimer(t.id, dead, this.nodeId).catch(() => false)) claimed.push(t);
+    }
+    this.counters.timersTakenOver += claimed.length;
+    return claimed;
   }
 
   /** Whether this session was ever written (so its end must delete the record). */
@@ -120,6 +184,7 @@ export class Replicator {
     const rec = JSON.parse(entry.data) as AppSessionRecord;
     const s = sessions.create(rec.app, rec.id);
     s.affinity = rec.affinity;
+    for (const t of rec.timers ?? []) s.timers.set(t.id, { fireAt: t.fireAt, info: t.info });
     for (const [k, v] of Object.entries(rec.attributes)) s.attributes.set(k, v);
     for (const l of rec.legs) {
       const leg = s.createSession(l.id);

@@ -8,7 +8,7 @@ import { StoreError } from './errors.ts';
 import { bindingKey, compareBindings, normalizeBinding, type Binding, type LocationStore } from './location.ts';
 import { resolveOptions, type StoreOptions, type Stores } from './options.ts';
 import { startPurger, type Purger } from './purger.ts';
-import { checkSessionKey, type SessionEntry, type SessionStore } from './sessions.ts';
+import { checkSessionKey, type SessionEntry, type SessionStore, type StoredTimer } from './sessions.ts';
 
 const copy = (b: Binding): Binding => ({ ...b, path: [...b.path] });
 
@@ -135,6 +135,34 @@ export class MemorySessionStore implements SessionStore {
 
   async delete(key: string): Promise<void> {
     this.#records.delete(key);
+  }
+
+  readonly #timers = new Map<string, StoredTimer>();
+
+  async putTimer(t: StoredTimer): Promise<void> {
+    this.#timers.set(t.id, { ...t });
+  }
+
+  async takeTimer(id: string, owner: string): Promise<boolean> {
+    const t = this.#timers.get(id);
+    if (t === undefined || t.owner !== owner) return false;
+    this.#timers.delete(id);
+    return true;
+  }
+
+  async deleteTimer(id: string): Promise<void> {
+    this.#timers.delete(id);
+  }
+
+  async timersOf(owner: string): Promise<StoredTimer[]> {
+    return [...this.#timers.values()].filter((t) => t.owner === owner).map((t) => ({ ...t }));
+  }
+
+  async claimTimer(id: string, from: string, to: string): Promise<boolean> {
+    const t = this.#timers.get(id);
+    if (t === undefined || t.owner !== from) return false;
+    t.owner = to;
+    return true;
   }
 }
 

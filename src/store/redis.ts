@@ -12,7 +12,7 @@ import { Cluster, Redis, type ClusterOptions, type RedisOptions } from 'ioredis'
 import { credentialFrom, ha1sFor, type Credential, type CredentialStore, type Ha1Values } from './credentials.ts';
 import { StoreError, toStoreError } from './errors.ts';
 import { bindingKey, compareBindings, normalizeBinding, type Binding, type LocationStore } from './location.ts';
-import { checkSessionKey, type SessionEntry, type SessionStore } from './sessions.ts';
+import { checkSessionKey, type SessionEntry, type SessionStore, type StoredTimer } from './sessions.ts';
 import { resolveOptions, type ResolvedOptions, type StoreOptions, type Stores } from './options.ts';
 import { startPurger, type Purger } from './purger.ts';
 import type { HostPort, StoreConfig } from './url.ts';
@@ -83,9 +83,21 @@ if v ~= tonumber(ARGV[2]) then return -1 end
 redis.call('HSET', KEYS[1], 'd', ARGV[1], 'v', v + 1)
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 return v + 1`,
+  // ARGV owner. Deletes the timer if that owner holds it; returns 1 when deleted.
+  sipfleetTimerTake: `
+if redis.call('HGET', KEYS[1], 'owner') ~= ARGV[1] then return 0 end
+redis.call('DEL', KEYS[1])
+return 1`,
+  // ARGV from, to. Moves the timer between owners; returns 1 when moved.
+  sipfleetTimerClaim: `
+if redis.call('HGET', KEYS[1], 'owner') ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'owner', ARGV[2])
+return 1`,
 } as const;
 
 interface Scripts {
+  sipfleetTimerTake(key: string, owner: string): Promise<number>;
+  sipfleetTimerClaim(key: string, from: string, to: string): Promise<number>;
   sipfleetSessPut(key: string, data: string, expected: number, ttlMs: number): Promise<number>;
   sipfleetLocPut(key: string, field: string, json: string, now: number): Promise<number>;
   sipfleetLocRemove(key: string, contact: string, now: number): Promise<number>;
@@ -258,6 +270,58 @@ export class RedisSessionStore implements SessionStore {
 
   async delete(key: string): Promise<void> {
     await this.h.run('session delete', () => this.h.client.del(this.key(key)));
+  }
+
+  // A timer is a hash; an owner's index is a set, kept loosely (each entry is checked against the hash, whose
+  // owner field is the truth): one-key Lua scripts work on every topology, Cluster included.
+  private timerKey(id: string): string {
+    return `${this.h.prefix}timer:${id}`;
+  }
+
+  private ownerKey(owner: string): string {
+    return `${this.h.prefix}timers-of:${encodeURIComponent(owner)}`;
+  }
+
+  async putTimer(t: StoredTimer): Promise<void> {
+    await this.h.run('timer put', async () => {
+      await this.h.client.hset(this.timerKey(t.id), { session: t.session, owner: t.owner, fireAt: String(t.fireAt), key: String(t.key) });
+      await this.h.client.pexpireat(this.timerKey(t.id), t.fireAt + 86_400_000); // nothing outlives its timer by a day
+      await this.h.client.sadd(this.ownerKey(t.owner), t.id);
+    });
+  }
+
+  async takeTimer(id: string, owner: string): Promise<boolean> {
+    const taken = await this.h.run('timer take', () => this.h.scripts.sipfleetTimerTake(this.timerKey(id), owner));
+    if (taken === 1) await this.h.run('timer index', () => this.h.client.srem(this.ownerKey(owner), id));
+    return taken === 1;
+  }
+
+  async deleteTimer(id: string): Promise<void> {
+    await this.h.run('timer delete', () => this.h.client.del(this.timerKey(id)));
+  }
+
+  async timersOf(owner: string): Promise<StoredTimer[]> {
+    return this.h.run('timer list', async () => {
+      const ids = await this.h.client.smembers(this.ownerKey(owner));
+      const out: StoredTimer[] = [];
+      for (const id of ids) {
+        const f = await this.h.client.hgetall(this.timerKey(id));
+        if (f.owner === owner) out.push({ id, session: f.session!, owner, fireAt: Number(f.fireAt), key: Number(f.key) });
+        else await this.h.client.srem(this.ownerKey(owner), id); // fired, cancelled or moved
+      }
+      return out;
+    });
+  }
+
+  async claimTimer(id: string, from: string, to: string): Promise<boolean> {
+    const moved = await this.h.run('timer claim', () => this.h.scripts.sipfleetTimerClaim(this.timerKey(id), from, to));
+    if (moved === 1) {
+      await this.h.run('timer index', async () => {
+        await this.h.client.sadd(this.ownerKey(to), id);
+        await this.h.client.srem(this.ownerKey(from), id);
+      });
+    }
+    return moved === 1;
   }
 }
 

@@ -10,7 +10,7 @@ import { StoreError, toStoreError } from './errors.ts';
 import { bindingKey, normalizeBinding, type Binding, type LocationStore } from './location.ts';
 import { resolveOptions, type ResolvedOptions, type StoreOptions, type Stores } from './options.ts';
 import { startPurger, type Purger } from './purger.ts';
-import { checkSessionKey, type SessionEntry, type SessionStore } from './sessions.ts';
+import { checkSessionKey, type SessionEntry, type SessionStore, type StoredTimer } from './sessions.ts';
 
 const SCHEMA_VERSION = 2;
 
@@ -46,6 +46,14 @@ CREATE TABLE IF NOT EXISTS sipfleet_sessions (
   expires_at INTEGER NOT NULL
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS sipfleet_sessions_expires ON sipfleet_sessions (expires_at);
+CREATE TABLE IF NOT EXISTS sipfleet_timers (
+  id TEXT PRIMARY KEY,
+  session TEXT NOT NULL,
+  owner TEXT NOT NULL,
+  fire_at INTEGER NOT NULL,
+  key INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS sipfleet_timers_owner ON sipfleet_timers (owner);
 `;
 
 interface BindingRow {
@@ -233,6 +241,11 @@ export class SqliteSessionStore implements SessionStore {
       get: db.prepare('SELECT data, version FROM sipfleet_sessions WHERE key = ? AND expires_at > ?'),
       del: db.prepare('DELETE FROM sipfleet_sessions WHERE key = ?'),
       purge: db.prepare('DELETE FROM sipfleet_sessions WHERE expires_at <= ?'),
+      putTimer: db.prepare('INSERT OR REPLACE INTO sipfleet_timers (id, session, owner, fire_at, key) VALUES (?, ?, ?, ?, ?)'),
+      takeTimer: db.prepare('DELETE FROM sipfleet_timers WHERE id = ? AND owner = ?'),
+      deleteTimer: db.prepare('DELETE FROM sipfleet_timers WHERE id = ?'),
+      timersOf: db.prepare('SELECT id, session, owner, fire_at AS fireAt, key FROM sipfleet_timers WHERE owner = ?'),
+      claimTimer: db.prepare('UPDATE sipfleet_timers SET owner = ? WHERE id = ? AND owner = ?'),
     };
     this.purgeTimer = o.purgeIntervalMs > 0 ? setInterval(() => {
       try {
@@ -261,6 +274,26 @@ export class SqliteSessionStore implements SessionStore {
 
   async delete(key: string): Promise<void> {
     this.h.run('session delete', () => this.stmt.del.run(key));
+  }
+
+  async putTimer(t: StoredTimer): Promise<void> {
+    this.h.run('timer put', () => this.stmt.putTimer.run(t.id, t.session, t.owner, t.fireAt, t.key));
+  }
+
+  async takeTimer(id: string, owner: string): Promise<boolean> {
+    return this.h.run('timer take', () => this.stmt.takeTimer.run(id, owner).changes > 0);
+  }
+
+  async deleteTimer(id: string): Promise<void> {
+    this.h.run('timer delete', () => this.stmt.deleteTimer.run(id));
+  }
+
+  async timersOf(owner: string): Promise<StoredTimer[]> {
+    return this.h.run('timer list', () => this.stmt.timersOf.all(owner) as StoredTimer[]);
+  }
+
+  async claimTimer(id: string, from: string, to: string): Promise<boolean> {
+    return this.h.run('timer claim', () => this.stmt.claimTimer.run(to, id, from).changes > 0);
   }
 
   close(): void {

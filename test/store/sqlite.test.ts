@@ -26,7 +26,7 @@ describe('sqlite: one file shared by several stores and processes', () => {
     const db = new Database(file, { readonly: true });
     try {
       assert.equal(db.pragma('journal_mode', { simple: true }), 'wal');
-      assert.equal(db.prepare('SELECT version FROM sipfleet_schema').pluck().get(), 1);
+      assert.equal(db.prepare('SELECT version FROM sipfleet_schema').pluck().get(), 2);
     } finally {
       db.close();
       await stores.close();

@@ -11,7 +11,8 @@ import { AFFINITY_PARAM, affinityKey } from '../cluster/affinity.ts';
 import type { Replicator } from '../replication.ts';
 import type { NodeApp, NodeLoad, SipNode } from '../node.ts';
 import { ProxyCore, type ProxyTarget } from '../proxy.ts';
-import { assertJson } from './attributes.ts';
+import { assertJson, type JsonValue } from './attributes.ts';
+import { newTag } from '../../sip/transaction/keys.ts';
 import {
   IncomingRequest, IncomingResponse, OutgoingRequest, OutgoingResponse,
   type B2buaOptions, type ContainerOps, type ProxyBranch, type ProxyToOptions,
@@ -73,7 +74,6 @@ export class AppContainer implements NodeApp, ContainerOps {
    * never come this way (a caller that ignores Record-Route, a node that took over).
    */
   #proxySessionTtlMs = 3_600_000;
-  #timerSeq = 0;
   readonly #replicator: Replicator | null;
   readonly counters = { requests: 0, handlerErrors: 0, sessionsCreated: 0, unknownDialogs: 0 };
 
@@ -90,6 +90,11 @@ export class AppContainer implements NodeApp, ContainerOps {
     };
     this.#replicator = options.replicator ?? null;
     this.sessions.onDestroyed = (s) => {
+      for (const id of s.timers.keys()) {
+        clearTimeout(this.#timers.get(id));
+        this.#timers.delete(id);
+        void this.#replicator?.store.deleteTimer(id).catch(() => {});
+      }
       if (this.#replicator?.isReplicated(s)) void this.#replicator.delete(s);
       this.#apps.get(s.appName)?.sessionDestroyed?.(s);
     };
@@ -593,7 +598,18 @@ export class AppContainer implements NodeApp, ContainerOps {
 
   #createTimer(appSession: SipApplicationSession, delayMs: number, info: unknown, persistent: boolean): AppTimer {
     assertJson('timer info', info);
-    const id = `${appSession.id}.t${++this.#timerSeq}`;
+    const id = `${appSession.id}.t${newTag()}`;
+    const fireAt = Date.now() + Math.max(0, delayMs);
+    // A persistent timer is stored with its call and indexed by its owner: if this node dies, a survivor fires it.
+    const stored = persistent && this.#replicator !== null;
+    if (stored) {
+      appSession.timers.set(id, { fireAt, info: info as JsonValue });
+      void this.#replicator!.saveTimer(appSession, id, fireAt);
+    }
+    return this.#armTimer(appSession, id, fireAt, info as JsonValue, persistent, stored);
+  }
+
+  #armTimer(appSession: SipApplicationSession, id: string, fireAt: number, info: JsonValue, persistent: boolean, stored: boolean): AppTimer {
     const timer: AppTimer = {
       id,
       info,
@@ -603,15 +619,46 @@ export class AppContainer implements NodeApp, ContainerOps {
         const t = this.#timers.get(id);
         if (t !== undefined) clearTimeout(t);
         this.#timers.delete(id);
+        if (stored && appSession.timers.delete(id)) void this.#replicator!.cancelTimer(appSession, id);
       },
     };
-    this.#timers.set(id, setTimeout(() => {
-      this.#timers.delete(id);
+    const fire = (): void => {
       if (!appSession.valid) return;
       const app = this.#apps.get(appSession.appName);
       if (app?.timeout !== undefined) this.#run(null, () => app.timeout!(timer));
-    }, Math.max(0, delayMs)));
+    };
+    this.#timers.set(id, setTimeout(() => {
+      this.#timers.delete(id);
+      if (!stored) {
+        fire();
+        return;
+      }
+      // Fires only if this node still owns it (exactly once across the cluster).
+      appSession.timers.delete(id);
+      void this.#replicator!.takeTimer(appSession, id).then((mine) => { if (mine) fire(); });
+    }, Math.max(0, fireAt - Date.now())));
     return timer;
+  }
+
+  /**
+   * A node died: take over the persistent timers it owned that fall to this node (the survivors share them by the
+   * calls' affinity keys, as balancers share the calls), loading their calls from the store.
+   */
+  async takeOver(dead: string, survivors: string[]): Promise<number> {
+    const r = this.#replicator;
+    if (r === null) return 0;
+    let taken = 0;
+    for (const t of await r.claimTimersOf(dead, survivors)) {
+      const s = await r.restore(t.session, this.sessions, this.#node.stack.dialogs);
+      const pending = s?.timers.get(t.id);
+      if (s === null || pending === undefined) {
+        await r.store.deleteTimer(t.id).catch(() => {});
+        continue;
+      }
+      if (!this.#timers.has(t.id)) this.#armTimer(s, t.id, pending.fireAt, pending.info, true, true);
+      taken++;
+    }
+    return taken;
   }
 }
 

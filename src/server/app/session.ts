@@ -69,6 +69,8 @@ export class SipApplicationSession extends AttributeHolder {
   expiresAt = 0;
   /** The affinity key of the call (see server/cluster/affinity.ts): set from the Call-ID that started it. */
   affinity: string | null = null;
+  /** Persistent timers pending on this call (replicated with it): id → when and with what. */
+  readonly timers = new Map<string, { fireAt: number; info: JsonValue }>();
   #valid = true;
   #manager: SessionManager;
 

@@ -59,3 +59,27 @@ export function parseAffinityKey(text: string | null | undefined): number | null
 export function rendezvousWeight(nodeSeed: number, keyHash: number): number {
   return mix32((nodeSeed ^ Math.imul(keyHash, 0x9e3779b1)) >>> 0);
 }
+
+/** A node as rendezvous hashing sees it: its id and seed (hashString(id)). */
+export interface RendezvousNode {
+  readonly id: string;
+  readonly seed: number;
+}
+
+/**
+ * Rendezvous (highest random weight) hashing: the node with the highest weight for the key wins. When a node
+ * leaves, only its keys move, and they spread evenly over the rest. Ties (one in 2^32) go to the lower id, so
+ * every balancer and node agrees.
+ */
+export function pickNode<T extends RendezvousNode>(candidates: readonly T[], keyHash: number): T | null {
+  let best: T | null = null;
+  let bestWeight = -1;
+  for (const n of candidates) {
+    const w = rendezvousWeight(n.seed, keyHash);
+    if (w > bestWeight || (w === bestWeight && best !== null && n.id < best.id)) {
+      best = n;
+      bestWeight = w;
+    }
+  }
+  return best;
+}

@@ -79,10 +79,14 @@ export function decodeHeartbeat(data: Buffer, secret: string, now = Date.now()):
   return a;
 }
 
-/** A balancer's command to a node (sent to its heartbeat socket): start or stop draining. */
+/**
+ * A balancer's command to a node (sent to its heartbeat socket): start or stop draining, or take over what a dead
+ * node owned (its persistent timers), sharing it with the other survivors.
+ */
 export interface NodeCommand {
   id: string;
-  drain: boolean;
+  drain?: boolean;
+  takeover?: { dead: string; survivors: string[] };
   ts: number;
 }
 
@@ -103,7 +107,9 @@ export function decodeCommand(data: Buffer, secret: string, now = Date.now()): N
   if (given.length !== expected.length || !timingSafeEqual(given, expected)) return null;
   try {
     const c = JSON.parse(body) as NodeCommand;
-    if (typeof c.id !== 'string' || typeof c.drain !== 'boolean' || typeof c.ts !== 'number' || Math.abs(now - c.ts) > HEARTBEAT_MAX_SKEW_MS) return null;
+    if (typeof c.id !== 'string' || typeof c.ts !== 'number' || Math.abs(now - c.ts) > HEARTBEAT_MAX_SKEW_MS) return null;
+    if (c.drain !== undefined && typeof c.drain !== 'boolean') return null;
+    if (c.takeover !== undefined && (typeof c.takeover?.dead !== 'string' || !Array.isArray(c.takeover.survivors))) return null;
     return c;
   } catch {
     return null;
@@ -139,7 +145,10 @@ export class HeartbeatSender {
   #timer: NodeJS.Timeout | null = null;
   #seq = 0;
   #draining = false;
+  readonly #takenOver = new Set<string>();
   sent = 0;
+  /** A balancer says a node died: take over what it owned (called once per balancer notice). */
+  onTakeover: ((dead: string, survivors: string[]) => void) | null = null;
 
   constructor(options: HeartbeatSenderOptions) {
     this.#options = { intervalMs: 50, bindHost: options.addresses[0]?.host ?? '127.0.0.1', load: () => ({ calls: 0, unknownDialogs: 0 }), ...options };
@@ -163,7 +172,12 @@ export class HeartbeatSender {
     // Probes (their arrival is all they are for) and balancers' signed commands.
     socket.on('message', (data) => {
       const c = decodeCommand(data, this.#options.secret);
-      if (c !== null && c.id === this.#options.id) this.draining = c.drain;
+      if (c === null || c.id !== this.#options.id) return;
+      if (c.drain !== undefined) this.draining = c.drain;
+      if (c.takeover !== undefined && c.takeover.dead !== this.#options.id && !this.#takenOver.has(`${c.takeover.dead}|${c.ts}`)) {
+        this.#takenOver.add(`${c.takeover.dead}|${c.ts}`);
+        this.onTakeover?.(c.takeover.dead, c.takeover.survivors);
+      }
     });
     await new Promise<void>((resolve, reject) => {
       socket.once('error', reject);
