@@ -241,7 +241,7 @@ async function runNode(argv: string[]): Promise<number> {
   if (strategy !== 'None' && stores !== null) {
     if (stores.sessions === null) throw new ConfigError('--replication', `${strategy} needs a store that holds sessions (sqlite: or redis:); give --replication None with this store`);
     replicator = new Replicator(stores.sessions, strategy, values['node-id'] ?? 'local');
-    if (strategy === 'EarlyDialog') process.stderr.write('sipfleet: EarlyDialog: early dialogs are not replicated yet; calls are replicated from CONFIRMED, as with ConfirmedDialog\n');
+    if (strategy === 'EarlyDialog') process.stderr.write('sipfleet: EarlyDialog: proxied calls are replicated from their first 1xx; calls this node answers itself (uas, b2bua legs) from CONFIRMED\n');
   }
   const app = await loadApps(values.app ?? ['uas'], appOptions, values.router, replicator);
   const timers = {

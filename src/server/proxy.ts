@@ -36,6 +36,12 @@ export interface ForwardOptions {
   onFinal?: (status: number) => void;
   /** Supervised mode: sees every response from every branch before it is relayed (or not). */
   onResponse?: (res: SipResponse, branch: ClientTransaction) => void;
+  /**
+   * Called once, at the first provisional response with a To tag (an early dialog), with the open branches; when
+   * it returns a promise, that response is relayed once it settles (EarlyDialog: the replica exists before the
+   * 1xx leaves).
+   */
+  onEarly?: (branches: ReadonlyArray<{ request: SipRequest; dest: Destination }>) => Promise<void> | void;
 }
 
 /** Options of a context whose final response has gone: no callbacks kept alive. */
@@ -55,6 +61,7 @@ interface ResponseContext {
   finalSent: boolean;
   /** Branches given up on by their timeout (late non-2xx responses ignored); null until one is. */
   timedOut: Set<ClientTransaction> | null;
+  early?: boolean;
 }
 
 /**
@@ -209,7 +216,16 @@ export class ProxyCore {
     if (res.vias.length === 0) return;
     ctx.options.onResponse?.(res, client);
     if (status < 200) {
-      if (!ctx.finalSent && ctx.timedOut?.has(client) !== true) ctx.server.respond(res);
+      if (ctx.finalSent || ctx.timedOut?.has(client) === true) return;
+      if (ctx.early !== true && res.toTag !== null && ctx.options.onEarly !== undefined) {
+        ctx.early = true;
+        const written = ctx.options.onEarly(ctx.branches.filter(isOpen).map((b) => ({ request: b.request, dest: b.dest })));
+        if (written !== undefined) {
+          void written.then(() => { if (!ctx.finalSent) ctx.server.respond(res); });
+          return;
+        }
+      }
+      ctx.server.respond(res);
       return;
     }
     if (status < 300) {
@@ -255,6 +271,24 @@ export class ProxyCore {
     ctx.server.respond(best);
     ctx.options.onFinal?.(best.status);
     ctx.options = FINISHED;
+  }
+
+  /**
+   * Continues a proxied INVITE another node started (EarlyDialog failover): its server transaction towards the
+   * caller and its client transactions towards the callees, rebuilt from their requests, in Proceeding. A CANCEL,
+   * the callees' final responses and the caller's ACK are then handled as if this node had proxied it.
+   */
+  adopt(invite: SipRequest, source: Source, branches: ReadonlyArray<{ request: SipRequest; dest: Destination }>): ServerTransaction {
+    const server = this.#stack.transactions.adoptServer(invite, source);
+    if (server.context !== null) return server;
+    const ctx: ResponseContext = {
+      server, request: null, branches: [], pending: [], options: {}, best: null, finalSent: false, timedOut: null, early: true,
+    };
+    server.context = ctx;
+    for (const b of branches) {
+      ctx.branches.push(this.#stack.transactions.adoptClient(b.request, b.dest, { onResponse: (res, ct) => this.#onResponse(ctx, res, ct) }));
+    }
+    return server;
   }
 
   #cancel(cancel: SipRequest, tx: ServerTransaction): void {

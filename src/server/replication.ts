@@ -1,4 +1,7 @@
 import { Dialog, type DialogRecord } from '../sip/dialog/dialog.ts';
+import type { SipRequest } from '../sip/message/message.ts';
+import { parseMessage } from '../sip/message/parser.ts';
+import type { Destination, Source, TransportProtocol } from '../sip/transport/types.ts';
 import type { DialogLayer } from '../sip/dialog/dialog-layer.ts';
 import type { StoreError } from '../store/errors.ts';
 import type { SessionStore, StoredTimer } from '../store/sessions.ts';
@@ -28,6 +31,19 @@ export interface ReplicationCounters {
   errors: number;
   timersTakenOver: number;
 }
+
+/** A proxied INVITE between its first 1xx with a To tag and its final response. */
+interface EarlyRecord {
+  v: 1;
+  /** The INVITE as this node received it (the caller side's Vias on it). */
+  invite: string;
+  source: { protocol: TransportProtocol; host: string; port: number };
+  /** Each open branch's INVITE as sent (this node's Via on it) and where it went. */
+  branches: Array<{ request: string; dest: Destination }>;
+}
+
+/** Setup cannot take longer than an INVITE transaction lives (64*T1 and some). */
+const EARLY_TTL_MS = 300_000;
 
 /** How long a record lives without a write (each write renews it). */
 const RECORD_TTL_MS = 12 * 3_600_000;
@@ -145,6 +161,58 @@ export class Replicator {
     }
     this.counters.timersTakenOver += claimed.length;
     return claimed;
+  }
+
+  // ---- EarlyDialog: the transactions of a call being set up ----
+
+  /** The store key of a proxied INVITE's early record: from its top Via branch, which its CANCEL shares. */
+  static earlyKey(branch: string): string {
+    return 'e.' + hashString(branch).toString(16).padStart(8, '0') + hashString(branch, 0x9747b28c).toString(16).padStart(8, '0');
+  }
+
+  /** Writes what a survivor needs to finish a proxied call's setup; never rejects. */
+  async saveEarly(invite: SipRequest, source: Source, branches: ReadonlyArray<{ request: SipRequest; dest: Destination }>): Promise<void> {
+    const rec: EarlyRecord = {
+      v: 1,
+      invite: invite.toString(),
+      source: { protocol: source.protocol, host: source.host, port: source.port },
+      branches: branches.map((b) => ({ request: b.request.toString(), dest: b.dest })),
+    };
+    const data = JSON.stringify(rec);
+    try {
+      await this.#store.put(Replicator.earlyKey(invite.topVia.branch ?? ''), data, 0, EARLY_TTL_MS);
+      this.counters.writes++;
+      this.counters.bytes += data.length;
+    } catch (err) {
+      this.counters.errors++;
+      this.onError(err);
+    }
+  }
+
+  async deleteEarly(branch: string): Promise<void> {
+    await this.#store.delete(Replicator.earlyKey(branch)).catch((err: unknown) => { this.counters.errors++; this.onError(err); });
+  }
+
+  /** The early record of the INVITE a CANCEL (or retransmission) belongs to, parsed; null when there is none. */
+  async loadEarly(branch: string): Promise<{ invite: SipRequest; source: Source; branches: Array<{ request: SipRequest; dest: Destination }> } | null> {
+    let entry;
+    try {
+      entry = await this.#store.get(Replicator.earlyKey(branch));
+    } catch (err) {
+      this.counters.errors++;
+      this.onError(err);
+      return null;
+    }
+    if (entry === null) return null;
+    const rec = JSON.parse(entry.data) as EarlyRecord;
+    const invite = parseMessage(Buffer.from(rec.invite, 'latin1'));
+    if (!invite.isRequest) return null;
+    this.counters.failovers++;
+    return {
+      invite: invite as SipRequest,
+      source: { ...rec.source, localHost: '', localPort: 0, connection: null },
+      branches: rec.branches.map((b) => ({ request: parseMessage(Buffer.from(b.request, 'latin1')) as SipRequest, dest: b.dest })),
+    };
   }
 
   /** Whether this session was ever written (so its end must delete the record). */

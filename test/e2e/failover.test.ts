@@ -11,23 +11,30 @@ after(() => killAll());
 const scenario = (name: string): string => path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../scenarios', name);
 
 /** Who talks after the kill: the caller's BYE (default), a re-INVITE then BYE, or the callee's BYE. */
-type Flow = 'caller-bye' | 're-invite' | 'callee-bye' | 'node-bye';
+type Flow = 'caller-bye' | 're-invite' | 'callee-bye' | 'node-bye' | 'ringing' | 'cancel';
 const FLOWS: Record<Flow, { uac: string; uas: string; pauseAt: 'uac' | 'uas' }> = {
   'caller-bye': { uac: SCENARIO_UAC_RR, uas: SCENARIO_UAS_RR, pauseAt: 'uac' },
   're-invite': { uac: scenario('uac-rr-reinvite.xml'), uas: scenario('uas-rr-reinvite.xml'), pauseAt: 'uac' },
   'callee-bye': { uac: scenario('uac-callee-bye.xml'), uas: scenario('uas-rr-bye.xml'), pauseAt: 'uas' },
   // The node is the callee (uas app, --call-ms): it hangs up by a persistent timer.
   'node-bye': { uac: scenario('uac-callee-bye.xml'), uas: SCENARIO_UAS_RR, pauseAt: 'uas' },
+  // The callee rings 4 s, then answers (the kill comes while calls ring).
+  ringing: { uac: SCENARIO_UAC_RR, uas: scenario('uas-rr-ring.xml'), pauseAt: 'uas' },
+  // The caller gives up 3 s into ringing (the kill comes before its CANCEL).
+  cancel: { uac: scenario('uac-rr-cancel.xml'), uas: scenario('uas-ring-cancel.xml'), pauseAt: 'uac' },
 };
+const PAUSE_MS: Partial<Record<Flow, number>> = { ringing: 4000, cancel: 3000 };
+/** Calls in progress (app sessions on the nodes) at which the kill comes. */
+const KILL_AT: Partial<Record<Flow, number>> = { ringing: 40, cancel: 30 };
 
 /**
  * ConfirmedDialog failover with real processes: calls of 8 s at 20 calls/s; one node is killed with SIGKILL while
  * about 100 calls are established; every call must still end well (the caller's BYE reaches the callee through a
  * survivor and is answered).
  */
-async function killDuringCalls(app: string, transport: SippTransport, store?: string, replication?: string, flow: Flow = 'caller-bye'): Promise<{ failed: number }> {
+async function killDuringCalls(app: string, transport: SippTransport, store?: string, replication?: string, flow: Flow = 'caller-bye', expectFailures = false): Promise<{ failed: number }> {
   const f = FLOWS[flow];
-  const pause = ['-d', '8000'];
+  const pause = ['-d', String(PAUSE_MS[flow] ?? 8000)];
   const uas = await startSippUas({ sf: f.uas, localIp: '127.0.0.10', transport, extraArgs: f.pauseAt === 'uas' ? pause : [] });
   const args = ['--nodes', '3', '--app', app, '--transport', transport, '--route-to', `127.0.0.10:${uas.localPort}`, '--restart-delay-ms', '60000'];
   if (store !== undefined) args.push('--store', store);
@@ -36,12 +43,13 @@ async function killDuringCalls(app: string, transport: SippTransport, store?: st
   const cluster = await startCluster(args);
   try {
     const calls = startSipp({ sf: f.uac, remote: cluster.sip, localIp: '127.0.0.1', transport, rate: 20, maxCalls: 300, callLimit: 400, timeoutSec: 60, recvTimeoutMs: 15_000, extraArgs: f.pauseAt === 'uac' ? pause : [] });
-    await waitUntil('100 established calls', async () => (await cluster.status()).nodes.reduce((a, n) => a + n.calls, 0) >= 100, 20_000);
+    const killAt = KILL_AT[flow] ?? 100;
+    await waitUntil(`${killAt} calls in progress`, async () => (await cluster.status()).nodes.reduce((a, n) => a + n.calls, 0) >= killAt, 20_000);
     const victim = await cluster.node('node-2');
     process.kill(victim.pid, 'SIGKILL');
     console.log(`# killed node-2 holding ${victim.calls} calls`);
     const r = await calls.done;
-    if (replication === 'None') return { failed: r.failed };
+    if (replication === 'None' || expectFailures) return { failed: r.failed };
     // A BYE sent twice (a timer fired on two nodes) would reach the caller after its call ended.
     assert.equal(r.counters['OutOfCallMsgs(C)'], '0', 'no message outside a call (no duplicate BYE)');
     assert.equal(r.failed, 0, `${r.failed} calls failed: ${JSON.stringify(r.failures)}\n${r.stdout.slice(-1500)}`);
@@ -49,7 +57,7 @@ async function killDuringCalls(app: string, transport: SippTransport, store?: st
     const st = await cluster.status();
     // (When the node itself hangs up, nothing of those calls comes back through the balancer for the dead node.)
     if (flow !== 'node-bye') assert.ok(st.counters.failovers! > 0, 'requests of the dead node\'s calls went to survivors');
-    if (app !== 'proxy') {
+    if (app !== 'proxy' || flow === 'cancel') {
       const taken = st.nodes.reduce((a, n) => a + (n.replication?.failovers ?? 0), 0);
       const writes = st.nodes.reduce((a, n) => a + (n.replication?.writes ?? 0), 0);
       const bytes = st.nodes.reduce((a, n) => a + (n.replication?.bytes ?? 0), 0);
@@ -69,6 +77,19 @@ describe('failover (ConfirmedDialog), SIGKILL', () => {
   test('proxy over TCP: the same, 0 failed', async () => { await killDuringCalls('proxy', 'tcp'); });
   test('proxy: a re-INVITE after the kill, then BYE: 0 failed', async () => { await killDuringCalls('proxy', 'udp', undefined, undefined, 're-invite'); });
   test('proxy: the callee hangs up after the kill: 0 failed', async () => { await killDuringCalls('proxy', 'udp', undefined, undefined, 'callee-bye'); });
+});
+
+describe('failover (EarlyDialog) of calls being set up, SIGKILL', () => {
+  test('proxy: the callee rings 4 s, a node is killed while calls ring: 0 failed', async () => {
+    await killDuringCalls('proxy', 'udp', undefined, 'EarlyDialog', 'ringing');
+  });
+  test('proxy: a CANCEL sent during ringing after the kill ends its call with 487: 0 failed', async () => {
+    await killDuringCalls('proxy', 'udp', undefined, 'EarlyDialog', 'cancel');
+  });
+  test('control: with ConfirmedDialog, the ringing calls of the dead node cannot be cancelled (they fail)', async () => {
+    const { failed } = await killDuringCalls('proxy', 'udp', undefined, 'ConfirmedDialog', 'cancel', true);
+    assert.ok(failed > 0, 'without early replicas, a survivor has no INVITE transaction to cancel');
+  });
 });
 
 describe('failover (ConfirmedDialog) of dialog-stateful apps, SIGKILL', () => {

@@ -313,6 +313,18 @@ export class AppContainer implements NodeApp, ContainerOps {
   #onCancel(cancel: SipRequest, tx: ServerTransaction): void {
     const invite = this.#node.stack.transactions.findInviteForCancel(cancel);
     const ctx = invite?.context as UasContext | { server: ServerTransaction } | null | undefined;
+    if (invite === undefined && this.#replicator?.strategy === 'EarlyDialog') {
+      // EarlyDialog: the INVITE may be a ringing call of a node that died; rebuild its transactions from the store.
+      const branch = cancel.topVia.branch ?? '';
+      void this.#replicator.loadEarly(branch).then((early) => {
+        if (early !== null && this.#node.stack.transactions.findInviteForCancel(cancel) === undefined) {
+          this.#core.adopt(early.invite, { ...early.source, localHost: '', localPort: 0 }, early.branches);
+          void this.#replicator!.deleteEarly(branch);
+        }
+        this.#core.receive(cancel, tx);
+      });
+      return;
+    }
     if (invite === undefined || ctx === null || ctx === undefined || !('kind' in ctx)) {
       // A proxied INVITE (or none): the proxy core answers the CANCEL and cancels the branches.
       this.#core.receive(cancel, tx);
@@ -355,6 +367,8 @@ export class AppContainer implements NodeApp, ContainerOps {
     });
     const recordRoute = options.recordRoute ?? true;
     const app = this.#apps.get(req.appName)!;
+    const early = this.#replicator?.strategy === 'EarlyDialog' && req.method === 'INVITE' && req.isInitial && req.tx !== null;
+    const inviteBranch = early ? req.raw.topVia.branch ?? '' : '';
     const supervised = options.supervised !== false && (app.provisionalResponse !== undefined || app.successResponse !== undefined || app.errorResponse !== undefined);
     // Only a record-routed dialog comes back through us: only then is the session kept (and its key sent along).
     const keep = recordRoute && req.isInitial;
@@ -371,7 +385,12 @@ export class AppContainer implements NodeApp, ContainerOps {
       recordRouteParams: session === null ? undefined : `;${RR_KEY}=${session.appSession.id}`,
       onResponse: supervised ? (res) => this.#responseHandler(app, new IncomingResponse(res, req.session, true, this)) : undefined,
       // A proxied call that failed leaves nothing to keep.
-      onFinal: session === null ? undefined : (status) => { if (status >= 300) session.appSession.invalidate(); },
+      onFinal: session === null && !early ? undefined : (status) => {
+        if (early) void this.#replicator!.deleteEarly(inviteBranch);
+        if (status >= 300) session?.appSession.invalidate();
+      },
+      // EarlyDialog: from the first 1xx with a To tag, a survivor can finish the setup (CANCEL, final responses).
+      onEarly: early ? (branches) => this.#replicator!.saveEarly(req.raw, req.source, branches) : undefined,
     });
   }
 

@@ -70,6 +70,21 @@ export class ClientTransaction {
     return isReliable(this.dest.protocol);
   }
 
+  /**
+   * Takes over an INVITE another node sent and that was answered with a provisional response (EarlyDialog
+   * failover): the request carries that node's Via, nothing is sent now, responses to its branch land here. Lives
+   * 64*T1 at most without a final response.
+   */
+  adopt(): void {
+    this.branch = this.request.topVia.branch ?? '';
+    this.key = this.branch + '|' + this.request.method;
+    this.#ctx.addClient(this);
+    this.#data = this.request.toBuffer();
+    this.state = 'proceeding';
+    this.lastStatus = 180;
+    this.#timeout = setTimeout(() => { this.#timeout = null; if (this.state === 'proceeding') this.#fail(408, 'Request Timeout'); }, 64 * this.#ctx.timers.t1);
+  }
+
   /** Sends the request. With `branch`, the request already carries our Via (a CANCEL copies the INVITE's). */
   start(branch: string, viaPresent = false): void {
     this.branch = branch;

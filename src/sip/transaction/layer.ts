@@ -110,6 +110,27 @@ export class TransactionLayer implements TransportUser, TransactionContext, Clie
     return tx;
   }
 
+  /**
+   * A server transaction for a request another node received and answered provisionally (EarlyDialog failover):
+   * in Proceeding, the TU not told; it absorbs retransmissions and the ACK of the final response sent on it.
+   */
+  adoptServer(req: SipRequest, source: Source): ServerTransaction {
+    const key = serverKey(req);
+    const existing = this.#servers.get(key);
+    if (existing !== undefined) return existing;
+    const tx = new ServerTransaction(key, req, source, this);
+    this.#servers.set(key, tx);
+    return tx;
+  }
+
+  /** A client transaction for an INVITE another node sent (its Via on it), in Proceeding: see ClientTransaction.adopt. */
+  adoptClient(req: SipRequest, dest: Destination, handler: ClientHandler): ClientTransaction {
+    const tx = new ClientTransaction(req, dest, this, handler);
+    this.counters.clientCreated++;
+    tx.adopt();
+    return tx;
+  }
+
   sendCancel(invite: ClientTransaction, cancel: SipRequest): void {
     const tx = new ClientTransaction(cancel, invite.dest, this, { onResponse: () => {} });
     this.counters.clientCreated++;
