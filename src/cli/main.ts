@@ -238,7 +238,8 @@ async function runNode(argv: string[]): Promise<number> {
   }
   const heartbeatMs = positiveInt('--heartbeat-ms', values['heartbeat-ms'], 50, false);
   let replicator: Replicator | null = null;
-  if (strategy !== 'None' && stores !== null) {
+  if (strategy !== 'None' && stores !== null && (stores.sessions !== null || values.replication !== undefined || fromProperties !== undefined)) {
+    // Asked for explicitly on a store that keeps no calls (PostgreSQL): say so. By default, replication is simply off there.
     if (stores.sessions === null) throw new ConfigError('--replication', `${strategy} needs a store that holds sessions (sqlite: or redis:); give --replication None with this store`);
     replicator = new Replicator(stores.sessions, strategy, values['node-id'] ?? 'local');
     if (strategy === 'EarlyDialog') process.stderr.write('sipfleet: EarlyDialog: proxied calls are replicated from their first 1xx; calls this node answers itself (uas, b2bua legs) from CONFIRMED\n');

@@ -18,6 +18,8 @@ export interface AppSessionRecord {
   affinity: string | null;
   attributes: Record<string, JsonValue>;
   timers?: Array<{ id: string; fireAt: number; info: JsonValue }>;
+  /** When the application session expires (setExpires); 0 or absent: with its last leg. */
+  expiresAt?: number;
   legs: Array<{ id: string; role: SessionRole; attributes: Record<string, JsonValue>; dialog: DialogRecord | null; linked: string | null }>;
 }
 
@@ -77,6 +79,7 @@ export class Replicator {
   static record(s: SipApplicationSession): AppSessionRecord {
     return {
       v: 1, id: s.id, app: s.appName, affinity: s.affinity, attributes: s.attributes.toJSON(),
+      ...(s.expiresAt === 0 ? {} : { expiresAt: s.expiresAt }),
       ...(s.timers.size === 0 ? {} : { timers: [...s.timers].map(([id, t]) => ({ id, fireAt: t.fireAt, info: t.info })) }),
       legs: [...s.sessions.values()].map((leg) => ({
         id: leg.id, role: leg.role, attributes: leg.attributes.toJSON(),
@@ -104,6 +107,11 @@ export class Replicator {
           this.#written.set(s, { version: cur.version, data: cur.data });
           if (cur.data !== data) return this.save(s);
           return;
+        }
+        if (last !== undefined) {
+          // Gone (expired on a quiet call, or deleted): this node holds the call, so it writes it anew.
+          this.#written.delete(s);
+          return this.save(s);
         }
       }
       this.counters.errors++;
@@ -157,7 +165,12 @@ export class Replicator {
     const claimed: StoredTimer[] = [];
     for (const t of timers) {
       if (pickNode(nodes, t.key)?.id !== this.nodeId) continue;
-      if (await this.#store.claimTimer(t.id, dead, this.nodeId).catch(() => false)) claimed.push(t);
+      const won = await this.#store.claimTimer(t.id, dead, this.nodeId).catch((err: unknown) => {
+        this.counters.errors++;
+        this.onError(err);
+        return false;
+      });
+      if (won) claimed.push(t);
     }
     this.counters.timersTakenOver += claimed.length;
     return claimed;
@@ -253,6 +266,7 @@ export class Replicator {
     const s = sessions.create(rec.app, rec.id);
     s.affinity = rec.affinity;
     for (const t of rec.timers ?? []) s.timers.set(t.id, { fireAt: t.fireAt, info: t.info });
+    if (rec.expiresAt !== undefined && rec.expiresAt > 0) sessions.keepFor(s, Math.max(1, rec.expiresAt - Date.now()));
     for (const [k, v] of Object.entries(rec.attributes)) s.attributes.set(k, v);
     for (const l of rec.legs) {
       const leg = s.createSession(l.id);

@@ -128,12 +128,14 @@ export class MemorySessionStore implements SessionStore {
   }
 
   async get(key: string): Promise<SessionEntry | null> {
+    checkSessionKey(key);
     const cur = this.#records.get(key);
     if (cur === undefined || cur.expiresAt <= Date.now()) return null;
     return { data: cur.data, version: cur.version };
   }
 
   async delete(key: string): Promise<void> {
+    checkSessionKey(key);
     this.#records.delete(key);
   }
 

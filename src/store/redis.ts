@@ -263,12 +263,14 @@ export class RedisSessionStore implements SessionStore {
   }
 
   async get(key: string): Promise<SessionEntry | null> {
+    checkSessionKey(key);
     const f = await this.h.run('session get', () => this.h.client.hgetall(this.key(key)));
     if (f.d === undefined || f.v === undefined) return null;
     return { data: f.d, version: Number(f.v) };
   }
 
   async delete(key: string): Promise<void> {
+    checkSessionKey(key);
     await this.h.run('session delete', () => this.h.client.del(this.key(key)));
   }
 

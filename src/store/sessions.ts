@@ -1,3 +1,5 @@
+import { StoreError } from './errors.ts';
+
 /**
  * Replicated call state: one record per application session (its SIP sessions, dialogs, attributes), written by
  * the node serving the call and read by any node that must continue it. Writes are versioned compare-and-swap so
@@ -38,5 +40,5 @@ export interface SessionStore {
 
 /** Keys are application session ids (token characters); anything else is a caller bug. */
 export function checkSessionKey(key: string): void {
-  if (!/^[A-Za-z0-9._~!*+'`%-]{1,128}$/.test(key)) throw new TypeError(`bad session key "${key}"`);
+  if (!/^[A-Za-z0-9._~!*+'`%_-]{1,128}$/.test(key)) throw new StoreError('STORE_INVALID', `bad session key "${key.slice(0, 140)}"`);
 }

@@ -268,11 +268,13 @@ export class SqliteSessionStore implements SessionStore {
   }
 
   async get(key: string): Promise<SessionEntry | null> {
+    checkSessionKey(key);
     const row = this.h.run('session get', () => this.stmt.get.get(key, Date.now()) as SessionEntry | undefined);
     return row ?? null;
   }
 
   async delete(key: string): Promise<void> {
+    checkSessionKey(key);
     this.h.run('session delete', () => this.stmt.del.run(key));
   }
 

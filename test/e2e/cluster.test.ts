@@ -52,7 +52,6 @@ describe('sipfleet up: balancer and nodes', () => {
       await waitUntil('node-2 to hold calls', async () => (await cluster.node('node-2')).calls >= 20);
       const victim = await cluster.node('node-2');
       const heldByVictim = victim.calls;
-      const before = newCalls(await cluster.status());
       const killedAt = Date.now();
       process.kill(victim.pid, 'SIGKILL');
       const m = await cluster.process.waitForOutput(/^(\S+) node node-2 dead \((\w+)/m, 5_000, 'stdout');
@@ -60,6 +59,8 @@ describe('sipfleet up: balancer and nodes', () => {
       console.log(`# node-2 (pid ${victim.pid}) killed; out of rotation after ${detectedMs} ms (${m[2]}), holding ${heldByVictim} calls`);
       assert.ok(detectedMs < 300, `detected after ${detectedMs} ms`);
       assert.equal((await cluster.node('node-2')).state, 'dead');
+      // New calls counted from here: the balancer knows node-2 is dead.
+      const before = newCalls(await cluster.status());
       const firstResult = await first.done;
       // Without replication (the failover issue), only the dead node's calls in progress may fail.
       assert.ok(firstResult.failed <= heldByVictim + 5, `${firstResult.failed} calls failed, the dead node held ${heldByVictim}`);

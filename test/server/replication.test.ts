@@ -233,6 +233,23 @@ describe('Replicator: save and restore', () => {
     assert.deepEqual(b.errors, []);
   });
 
+  test('two requests of one call restoring it at once get one session, loaded once', async () => {
+    const store = new CountingStore();
+    const a = replicator(store, 'node-a');
+    const b = replicator(store, 'node-b');
+    const call = buildCall(manager());
+    await a.save(call.s);
+    const mB = manager();
+    const created: SipApplicationSession[] = [];
+    mB.onCreated = (s) => created.push(s);
+    const [r1, r2] = await Promise.all([b.restore(call.uas.id, mB, stackC.dialogs), b.restore(call.uac.id, mB, stackC.dialogs)]);
+    assert.ok(r1 !== null);
+    assert.equal(r2, r1);
+    assert.equal(created.length, 1);
+    assert.equal(mB.size, 1);
+    assert.equal(b.counters.failovers, 1);
+  });
+
   test('a call with no timers, no attributes and no dialogs round-trips too', async () => {
     const store = new CountingStore();
     const a = replicator(store, 'node-a');
