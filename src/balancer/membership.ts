@@ -17,6 +17,7 @@ export class Member implements RoutingNode {
   draining = false;
   calls = 0;
   unknownDialogs = 0;
+  settingUp = 0;
   replication: { writes: number; bytes: number; failovers: number } | null = null;
   pid = 0;
   seq = 0;
@@ -211,6 +212,7 @@ export class Membership {
     m.version = a.version;
     m.draining = a.draining;
     m.calls = a.calls;
+    m.settingUp = typeof a.settingUp === 'number' ? a.settingUp : 0;
     m.unknownDialogs = typeof a.unknownDialogs === 'number' ? a.unknownDialogs : 0;
     m.replication = typeof a.replication === 'object' && a.replication !== null ? a.replication : null;
     m.pid = a.pid;

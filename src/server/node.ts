@@ -23,6 +23,8 @@ export interface NodeApp {
 
 export interface NodeLoad {
   calls: number;
+  /** Calls being set up: initial INVITEs without a final response yet. */
+  settingUp?: number;
   unknownDialogs: number;
   /** Replication: records written, bytes written, calls continued here after their node died. */
   replication?: { writes: number; bytes: number; failovers: number };

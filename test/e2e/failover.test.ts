@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
+import dgram from 'node:dgram';
 import { after, describe, test } from 'node:test';
+import { freePort } from '../helpers/ports.ts';
 import { killAll } from '../helpers/proc.ts';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -42,12 +44,25 @@ async function killDuringCalls(app: string, transport: SippTransport, store?: st
   if (flow === 'node-bye') args.push('--call-ms', '8000');
   const cluster = await startCluster(args);
   try {
-    const calls = startSipp({ sf: f.uac, remote: cluster.sip, localIp: '127.0.0.1', transport, rate: 20, maxCalls: 300, callLimit: 400, timeoutSec: 60, recvTimeoutMs: 15_000, extraArgs: f.pauseAt === 'uac' ? pause : [] });
+    const control = await freePort('127.0.0.1', 'udp');
+    const calls = startSipp({ sf: f.uac, remote: cluster.sip, localIp: '127.0.0.1', transport, rate: 20, maxCalls: 300, callLimit: 400, timeoutSec: 60, recvTimeoutMs: 15_000, extraArgs: [...(f.pauseAt === 'uac' ? pause : []), '-cp', String(control)] });
     const killAt = KILL_AT[flow] ?? 100;
     await waitUntil(`${killAt} calls in progress`, async () => (await cluster.status()).nodes.reduce((a, n) => a + n.calls, 0) >= killAt, 20_000);
+    // ConfirmedDialog and EarlyDialog cover calls from their first answer on: an INVITE not answered yet when its
+    // node dies is lost over TCP (the caller does not retransmit). So new calls pause (SIPp's 'p' command) until no
+    // call is being set up, the node dies, and new calls go on; with EarlyDialog, ringing calls are the point.
+    const sippControl = dgram.createSocket('udp4');
+    const toggleNewCalls = (): Promise<void> => new Promise((resolve) => sippControl.send('p', control, '127.0.0.1', () => resolve()));
+    const ringingMatters = flow === 'ringing' || flow === 'cancel';
+    if (!ringingMatters) {
+      await toggleNewCalls();
+      await waitUntil('no call being set up', async () => (await cluster.status()).nodes.every((n) => n.settingUp === 0), 5_000);
+    }
     const victim = await cluster.node('node-2');
     process.kill(victim.pid, 'SIGKILL');
-    console.log(`# killed node-2 holding ${victim.calls} calls`);
+    if (!ringingMatters) await toggleNewCalls();
+    sippControl.close();
+    console.log(`# killed node-2 holding ${victim.calls} calls (${victim.settingUp} being set up)`);
     const r = await calls.done;
     if (replication === 'None' || expectFailures) return { failed: r.failed };
     // A BYE sent twice (a timer fired on two nodes) would reach the caller after its call ended.
@@ -101,6 +116,9 @@ describe('failover (ConfirmedDialog) of dialog-stateful apps, SIGKILL', () => {
   });
   test('uas over UDP on Redis: 0 failed', async () => { await killDuringCalls('uas', 'udp', 'redis://127.0.0.1:6379/9'); });
   test('b2bua over UDP on SQLite (two dialogs per call, different Call-IDs): 0 failed', async () => { await killDuringCalls('b2bua', 'udp'); });
+  test('b2bua over TCP on SQLite: 0 failed', async () => { await killDuringCalls('b2bua', 'tcp'); });
+  test('b2bua over UDP on Redis: 0 failed', async () => { await killDuringCalls('b2bua', 'udp', 'redis://127.0.0.1:6379/9'); });
+  test('uas over TCP on Redis: 0 failed', async () => { await killDuringCalls('uas', 'tcp', 'redis://127.0.0.1:6379/9'); });
   test('control: with --replication None the dead node\'s established calls do fail', async () => {
     const { failed } = await killDuringCalls('uas', 'udp', undefined, 'None');
     assert.ok(failed > 0, 'without replicas, survivors cannot continue the calls');

@@ -14,6 +14,7 @@ export interface ClusterNode {
   state: 'up' | 'draining' | 'dead';
   sip: string[];
   calls: number;
+  settingUp: number;
   unknownDialogs: number;
   replication: { writes: number; bytes: number; failovers: number } | null;
   traffic: { newCalls: number; requests: number; responses: number };

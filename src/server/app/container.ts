@@ -109,11 +109,26 @@ export class AppContainer implements NodeApp, ContainerOps {
     for (const app of this.#apps.values()) await app.init?.(this.#context());
   }
 
+  /** Initial INVITEs without a final response yet: calls being set up (what ConfirmedDialog does not cover). */
+  readonly #inSetup = new WeakSet<ServerTransaction>();
+  #settingUp = 0;
+
+  #setupStarted(tx: ServerTransaction): void {
+    if (this.#inSetup.has(tx)) return;
+    this.#inSetup.add(tx);
+    this.#settingUp++;
+  }
+
+  #setupEnded(tx: ServerTransaction | null): void {
+    if (tx !== null && this.#inSetup.delete(tx)) this.#settingUp--;
+  }
+
   /** Calls in progress (application sessions alive), and in-dialog requests for calls not held here. */
   load(): NodeLoad {
     const r = this.#replicator?.counters;
     return {
       calls: this.sessions.size,
+      settingUp: this.#settingUp,
       unknownDialogs: this.counters.unknownDialogs,
       ...(r === undefined ? {} : { replication: { writes: r.writes, bytes: r.bytes, failovers: r.failovers } }),
     };
@@ -199,6 +214,7 @@ export class AppContainer implements NodeApp, ContainerOps {
       return appSession.createSession();
     }, this, app.name, toTag !== null);
     if (tx !== null) tx.context = { kind: 'uas', request: wrapped } satisfies UasContext;
+    if (tx !== null && req.method === 'INVITE' && toTag === null) this.#setupStarted(tx);
     this.#dispatch(app, wrapped);
     // A session nothing holds on to (an ACK passed on, a request answered at once without a dialog) ends here.
     if (wrapped.hasSession) {
@@ -271,6 +287,7 @@ export class AppContainer implements NodeApp, ContainerOps {
     const res = out.raw;
     const session = req.session;
     const status = res.status;
+    if (status >= 200) this.#setupEnded(tx);
     const creates = req.isInitial && DIALOG_CREATING.has(req.method) && status > 100 && status < 300;
     if (creates) {
       if (res.toTag === null) res.set('to', `${res.get('to')!};tag=${session.id}`);
@@ -368,6 +385,7 @@ export class AppContainer implements NodeApp, ContainerOps {
     const recordRoute = options.recordRoute ?? true;
     const app = this.#apps.get(req.appName)!;
     const early = this.#replicator?.strategy === 'EarlyDialog' && req.method === 'INVITE' && req.isInitial && req.tx !== null;
+    const serverTx = req.tx;
     const inviteBranch = early ? req.raw.topVia.branch ?? '' : '';
     const supervised = options.supervised !== false && (app.provisionalResponse !== undefined || app.successResponse !== undefined || app.errorResponse !== undefined);
     // Only a record-routed dialog comes back through us: only then is the session kept (and its key sent along).
@@ -385,7 +403,8 @@ export class AppContainer implements NodeApp, ContainerOps {
       recordRouteParams: session === null ? undefined : `;${RR_KEY}=${session.appSession.id}`,
       onResponse: supervised ? (res) => this.#responseHandler(app, new IncomingResponse(res, req.session, true, this)) : undefined,
       // A proxied call that failed leaves nothing to keep.
-      onFinal: session === null && !early ? undefined : (status) => {
+      onFinal: (status) => {
+        this.#setupEnded(serverTx);
         if (early) void this.#replicator!.deleteEarly(inviteBranch);
         if (status >= 300) session?.appSession.invalidate();
       },
