@@ -47,6 +47,9 @@ interface EarlyRecord {
 /** Setup cannot take longer than an INVITE transaction lives (64*T1 and some). */
 const EARLY_TTL_MS = 300_000;
 
+/** How often writes that failed are tried again. */
+const RETRY_MS = 250;
+
 /** How long a record lives without a write (each write renews it). */
 const RECORD_TTL_MS = 12 * 3_600_000;
 
@@ -60,6 +63,8 @@ export class Replicator {
   readonly strategy: ReplicationStrategy;
   readonly #store: SessionStore;
   readonly #written = new WeakMap<SipApplicationSession, { version: number; data: string }>();
+  readonly #unsaved = new Set<SipApplicationSession>();
+  #retryTimer: NodeJS.Timeout | null = null;
   readonly counters: ReplicationCounters = { writes: 0, bytes: 0, deletes: 0, failovers: 0, conflicts: 0, errors: 0, timersTakenOver: 0 };
   onError: (err: unknown) => void = (err) => process.stderr.write(`sipfleet replication: ${(err as Error).message}\n`);
 
@@ -96,6 +101,7 @@ export class Replicator {
     try {
       const version = await this.#store.put(s.id, data, last?.version ?? 0, RECORD_TTL_MS);
       this.#written.set(s, { version, data });
+      this.#unsaved.delete(s);
       this.counters.writes++;
       this.counters.bytes += data.length;
     } catch (err) {
@@ -116,7 +122,28 @@ export class Replicator {
       }
       this.counters.errors++;
       this.onError(err);
+      this.#retryLater(s);
     }
+  }
+
+  /**
+   * A call whose write failed (the store unreachable, a Sentinel switching primaries) is written again until it
+   * succeeds: the call goes on meanwhile, and gets its replica as soon as the store is back.
+   */
+  #retryLater(s: SipApplicationSession): void {
+    this.#unsaved.add(s);
+    if (this.#retryTimer !== null) return;
+    this.#retryTimer = setInterval(() => {
+      for (const u of this.#unsaved) {
+        if (!u.valid) this.#unsaved.delete(u);
+        else void this.save(u);
+      }
+      if (this.#unsaved.size === 0 && this.#retryTimer !== null) {
+        clearInterval(this.#retryTimer);
+        this.#retryTimer = null;
+      }
+    }, RETRY_MS);
+    this.#retryTimer.unref();
   }
 
   /** Stores a new persistent timer (owned by this node) and the session record that carries its info. */

@@ -358,6 +358,9 @@ function createClient(cfg: RedisConfig, o: ResolvedOptions, established: () => b
       sentinels: cfg.sentinels,
       name: cfg.masterName,
       role: 'master',
+      // Follow Sentinel's +switch-master at once: a manual failover leaves the old primary writable for seconds
+      // before it is demoted, and what is written there meanwhile is lost when it resyncs.
+      failoverDetector: true,
       db: cfg.db,
       retryStrategy: backoff,
       sentinelRetryStrategy: backoff,

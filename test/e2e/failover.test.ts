@@ -45,7 +45,8 @@ async function killDuringCalls(app: string, transport: SippTransport, store?: st
   const cluster = await startCluster(args);
   try {
     const control = await freePort('127.0.0.1', 'udp');
-    const calls = startSipp({ sf: f.uac, remote: cluster.sip, localIp: '127.0.0.1', transport, rate: 20, maxCalls: 300, callLimit: 400, timeoutSec: 60, recvTimeoutMs: 15_000, extraArgs: [...(f.pauseAt === 'uac' ? pause : []), '-cp', String(control)] });
+    const callerPort = await freePort('127.0.0.1');
+    const calls = startSipp({ sf: f.uac, remote: cluster.sip, localIp: '127.0.0.1', localPort: callerPort, transport, rate: 20, maxCalls: 300, callLimit: 400, timeoutSec: 60, recvTimeoutMs: 15_000, extraArgs: [...(f.pauseAt === 'uac' ? pause : []), '-cp', String(control)] });
     const killAt = KILL_AT[flow] ?? 100;
     await waitUntil(`${killAt} calls in progress`, async () => (await cluster.status()).nodes.reduce((a, n) => a + n.calls, 0) >= killAt, 20_000);
     // ConfirmedDialog and EarlyDialog cover calls from their first answer on: an INVITE not answered yet when its

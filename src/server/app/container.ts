@@ -476,9 +476,10 @@ export class AppContainer implements NodeApp, ContainerOps {
     // A B2BUA leg: the container relays to the other leg (the app saw the call when it was set up).
     if (session.linked !== null) this.#relayInDialog(wrapped, session.linked);
     else this.#dispatch(app, wrapped);
-    // Later changes (CSeqs, target refresh, attributes) reach the replica; an ended call's record is deleted.
+    // Later changes (CSeqs, target refresh, attributes) reach the replica (and a call whose first write failed, the
+    // store being down, gets one now); an ended call's record is deleted.
     const appSession = session.appSession;
-    if (this.#replicator?.isReplicated(appSession) && appSession.valid) void this.#replicator.save(appSession);
+    if (this.#replicator !== null && appSession.valid) void this.#replicator.save(appSession);
   }
 
   /** B2BUA: an in-dialog request on one leg becomes the same request on the other (§ issue: pass-through). */
