@@ -302,8 +302,12 @@ export class AppContainer implements NodeApp, ContainerOps {
     if (req.method === 'INVITE' && status >= 200 && status < 300 && session.dialog !== null) {
       const dialog = session.dialog;
       const answer = (): void => { this.#node.stack.dialogs.answer(tx, res, dialog, () => this.#ackTimeout(session)); };
-      // ConfirmedDialog: the replica exists before the 2xx that confirms the dialog leaves this node.
-      if (this.#replicator !== null) void this.#replicator.save(session.appSession).then(answer);
+      // ConfirmedDialog: the replica exists before the 2xx that confirms the dialog leaves this node, and records
+      // it confirmed (as it is once the 2xx is out), so the ACK has nothing to change.
+      if (this.#replicator !== null) {
+        dialog.confirm();
+        void this.#replicator.save(session.appSession).then(answer);
+      }
       else answer();
       return;
     }
