@@ -23,6 +23,7 @@ describe('sipfleet up: balancer and nodes', () => {
         const shares = newCalls(st);
         const total = Object.values(shares).reduce((a, b) => a + b, 0);
         assert.ok(total >= calls, `the balancer routed every INVITE (${total})`);
+        console.log(`# ${transport}: ${r.successful} calls, ${r.failed} failed; new calls per node ${JSON.stringify(shares)}`);
         for (const n of st.nodes) {
           const share = n.traffic.newCalls / total;
           assert.ok(share >= 0.25 && share <= 0.42, `${n.id} carried ${(share * 100).toFixed(1)} % of the calls (${JSON.stringify(shares)})`);
