@@ -9,7 +9,8 @@
 //   BENCH_SUTS=proxy,b2bua npm run bench   only these proxy-bench SUTs (kamailio, stack-proxy, proxy, b2bua)
 //   BENCH_BALANCER_SUTS=balancer npm run bench   only these balancer-bench SUTs (kamailio-dispatcher, balancer)
 //   BENCH_BALANCER_RATES=1000,4000 BENCH_BALANCER_STEP_SEC=4   other balancer-bench steps
-//   node bench/run.mjs proxy        only the named benchmark(s) (parser, proxy, balancer)
+//   BENCH_REPEATS=5 npm run bench   rounds per rate of the proxy and balancer benches (default 3; BENCH_QUICK: 1)
+//   node bench/run.mjs proxy        only the named benchmark(s) (parser, proxy, balancer, replication)
 import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -18,12 +19,18 @@ import { fileURLToPath } from 'node:url';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const quick = process.env.BENCH_QUICK === '1';
+// Rounds per rate (the benches validate BENCH_REPEATS themselves); only used here to size the time bounds.
+const repeats = Math.max(1, Math.floor(Number(process.env.BENCH_REPEATS)) || (quick ? 1 : 3));
 
 /** name -> file and a hard time bound (the child is killed, with its process group, past it). */
 const BENCHES = [
   { name: 'parser', file: 'bench/parser.ts', timeoutMs: 5 * 60_000 },
-  { name: 'proxy', file: 'bench/proxy-bench.ts', timeoutMs: (quick ? 5 : 20) * 60_000 },
-  { name: 'balancer', file: 'bench/balancer-bench.ts', timeoutMs: (quick ? 5 : 15) * 60_000 },
+  // One round of every rate (~1 min per rate: settle 34 s between a SUT's steps, pre-load, load, drain) takes
+  // ~5 min full, ~2 min quick; plus start-up and the final settle, with room for a loaded box.
+  { name: 'proxy', file: 'bench/proxy-bench.ts', timeoutMs: (quick ? 5 + 3 * repeats : 6 + 8 * repeats) * 60_000 },
+  { name: 'balancer', file: 'bench/balancer-bench.ts', timeoutMs: (quick ? 5 + 3 * repeats : 6 + 8 * repeats) * 60_000 },
+  // Replication cost: one node, None vs ConfirmedDialog vs EarlyDialog on Redis, uas and proxy apps.
+  { name: 'replication', file: 'bench/replication-bench.ts', timeoutMs: (quick ? 6 + 3 * repeats : 10 + 10 * repeats) * 60_000 },
 ];
 
 const log = (line) => process.stderr.write(`${line}\n`);
@@ -112,6 +119,56 @@ function table(rows) {
 const fmt = (n, d = 3) => (typeof n === 'number' && Number.isFinite(n) ? String(Math.round(n * 10 ** d) / 10 ** d) : '-');
 const int = (n) => (typeof n === 'number' ? n.toLocaleString('en-US') : '-');
 
+/** "500:ok 1000:ok,ok,ok 1500:ok,FAIL": each rate once, with the result of each of its rounds. */
+function stepsLine(steps) {
+  const byRate = new Map();
+  for (const x of steps) byRate.set(x.rate, [...(byRate.get(x.rate) ?? []), x.clean ? 'ok' : 'FAIL']);
+  return [...byRate].map(([rate, rs]) => `${rate}:${rs.join(',')}`).join(' ') || '-';
+}
+
+/** The rows of a step table: every (rate, round) any SUT ran, in run order. */
+function stepKeys(suts) {
+  const keys = new Map();
+  for (const s of suts) for (const x of s.steps) keys.set(`${x.rate}#${x.round ?? 1}`, { rate: x.rate, round: x.round ?? 1 });
+  return [...keys.values()].sort((a, b) => a.rate - b.rate || a.round - b.round);
+}
+
+/** The ratio rows and per-round lines of a bench's comparisons (numerator / denominator). */
+function ratioTable(cmps, title) {
+  const out = [];
+  out.push(title);
+  out.push('SUT CPU per call: median of the per-round ratios (a round: every SUT one step at the rate, one after the other),');
+  out.push('their range, the calls-weighted ratio over all those steps, the median with the work deferred past the window');
+  out.push('(the 32 s transaction timers, measured while the SUT settles), and the median at the highest common rate alone');
+  const rows = [[
+    'ratio', 'up to calls/s', 'rounds', 'SUT CPU/call median', 'min..max', 'weighted', 'incl. deferred, median', 'machine CPU/call median',
+    'SUT @max', 'max clean rate', 'target', 'met',
+  ]];
+  for (const [name, c] of cmps) {
+    const metric = c.target?.metric === 'sutCpuPerCallRatio' ? ' (weighted)' : c.target ? ' (median)' : '';
+    rows.push([
+      `${name} (${c.numerator}/${c.denominator})`,
+      int(c.commonRate),
+      String(c.rounds?.length ?? '-'),
+      `x${fmt(c.sutCpuPerCallRatioMedian, 2)}`,
+      `${fmt(c.sutCpuPerCallRatioMin, 2)}..${fmt(c.sutCpuPerCallRatioMax, 2)}`,
+      `x${fmt(c.sutCpuPerCallRatio, 2)}`,
+      `x${fmt(c.sutCpuPerCallWithTailRatioMedian, 2)}`,
+      `x${fmt(c.machineCpuPerCallRatioMedian ?? c.machineCpuPerCallRatio, 2)}`,
+      `x${fmt(c.sutCpuPerCallRatioAtCommonRate, 2)}`,
+      `x${fmt(c.maxCleanRateRatio, 2)}`,
+      c.target ? `<= ${c.target.max}${metric}` : '-',
+      c.met === null ? '-' : c.met ? 'yes' : 'NO',
+    ]);
+  }
+  out.push(table(rows));
+  for (const [name, c] of cmps) {
+    if (!c.byRate?.length) continue;
+    out.push(`  ${name} per round: ${c.byRate.map((b) => `${b.rate}/s ${(b.sutCpuPerCallRatios ?? [b.sutCpuPerCallRatio]).map((x) => fmt(x, 2)).join(' ')}`).join('; ')}`);
+  }
+  return out;
+}
+
 function summarize(results) {
   const out = [];
   const parser = results.parser;
@@ -131,9 +188,10 @@ function summarize(results) {
     if (r?.host?.loadavgAtStart) out.push(`  load average at start: ${r.host.loadavgAtStart.join(' ')} (${r.host.cpus} cores)`);
     if (r && Array.isArray(r.suts)) {
       const common = r.commonRate ?? 0;
+      if (r.options?.schedule === 'interleaved') out.push(`  ${r.options.repeats} round(s) per rate, SUTs interleaved (every SUT up for the whole run; before each step ${r.options.settleSec} s settle, ${r.options.preloadSec} s pre-load); per-SUT figures at one rate: median over its rounds`);
       const rows = [[
         'SUT', 'max clean calls/s', 'SUT CPU ms/call @max', 'machine CPU ms/call @max',
-        `SUT CPU ms/call @${int(common)}`, `machine CPU ms/call @${int(common)}`, 'steps (rate: result)', 'error',
+        `SUT CPU ms/call @${int(common)}`, `machine CPU ms/call @${int(common)}`, 'steps (rate: result per round)', 'error',
       ]];
       for (const s of r.suts) {
         rows.push([
@@ -143,7 +201,7 @@ function summarize(results) {
           fmt(s.atMaxClean?.machineCpuMsPerCall),
           fmt(s.atCommonRate?.sutCpuMsPerCall),
           fmt(s.atCommonRate?.machineCpuMsPerCall),
-          s.steps.map((x) => `${x.rate}:${x.clean ? 'ok' : 'FAIL'}`).join(' ') || '-',
+          stepsLine(s.steps),
           s.error ? s.error.split('\n')[0].slice(0, 80) : '',
         ]);
       }
@@ -163,16 +221,17 @@ function summarize(results) {
       }
 
       // CPU per call at every step: SUT / machine, ms.
-      const rates = [...new Set(r.suts.flatMap((s) => s.steps.map((x) => x.rate)))].sort((a, b) => a - b);
-      if (rates.length) {
+      const keys = stepKeys(r.suts);
+      if (keys.length) {
         out.push('');
         out.push('CPU per call by step, ms (SUT / machine; * = not clean)');
-        const steps = [['calls/s', ...r.suts.map((s) => s.name)]];
-        for (const rate of rates) {
+        const steps = [['calls/s', 'round', ...r.suts.map((s) => s.name)]];
+        for (const k of keys) {
           steps.push([
-            int(rate),
+            int(k.rate),
+            String(k.round),
             ...r.suts.map((s) => {
-              const x = s.steps.find((y) => y.rate === rate);
+              const x = s.steps.find((y) => y.rate === k.rate && (y.round ?? 1) === k.round);
               return x ? `${fmt(x.sutCpuMsPerCall)} / ${fmt(x.machineCpuMsPerCall)}${x.clean ? '' : ' *'}` : '';
             }),
           ]);
@@ -183,22 +242,7 @@ function summarize(results) {
       const cmps = Object.entries(r.comparisons ?? {});
       if (cmps.length) {
         out.push('');
-        out.push('Ratios (numerator / denominator): CPU per call weighted by calls over every rate both ran clean');
-        out.push('(and SUT CPU per call at the highest such rate alone); targets on the weighted SUT CPU per call');
-        const rows2 = [['ratio', 'up to calls/s', 'SUT CPU/call', 'machine CPU/call', `SUT CPU/call @max`, 'max clean rate', 'target', 'met']];
-        for (const [name, c] of cmps) {
-          rows2.push([
-            `${name} (${c.numerator}/${c.denominator})`,
-            int(c.commonRate),
-            `x${fmt(c.sutCpuPerCallRatio, 2)}`,
-            `x${fmt(c.machineCpuPerCallRatio, 2)}`,
-            `x${fmt(c.sutCpuPerCallRatioAtCommonRate, 2)}`,
-            `x${fmt(c.maxCleanRateRatio, 2)}`,
-            c.target ? `<= ${c.target.max}` : '-',
-            c.met === null ? '-' : c.met ? 'yes' : 'NO',
-          ]);
-        }
-        out.push(table(rows2));
+        out.push(...ratioTable(cmps, 'Ratios (numerator / denominator) over every rate both ran clean; targets on the median SUT CPU per call ratio'));
       }
     }
     if (!proxy.ok) out.push(`  error: ${proxy.error}`);
@@ -207,6 +251,15 @@ function summarize(results) {
   if (balancer) {
     if (out.length) out.push('');
     out.push(...summarizeBalancer(balancer));
+  }
+  const replication = results.replication;
+  if (replication) {
+    if (out.length) out.push('');
+    out.push('Replication (one node, Redis): SUT CPU per call, strategy / None (median of rounds)');
+    if (!replication.ok) out.push(`  error: ${replication.error}`);
+    for (const [name, t] of Object.entries(replication.result?.targets ?? {})) {
+      out.push(`  uas ${name}: x${t.value === null ? '-' : t.value.toFixed(2)} (target <= ${t.max}): ${t.met === null ? '-' : t.met ? 'met' : 'NOT met'}`);
+    }
   }
   return out.join('\n');
 }
@@ -219,14 +272,15 @@ function summarizeBalancer(entry) {
   if (r?.host?.loadavgAtStart) out.push(`  load average at start: ${r.host.loadavgAtStart.join(' ')} (${r.host.cpus} cores)`);
   if (r && Array.isArray(r.suts)) {
     const us = (ms) => (typeof ms === 'number' ? fmt(ms * 1000, 1) : '-');
-    const rows = [['SUT', 'max clean calls/s', 'SUT CPU µs/call @max', 'machine CPU µs/call @max', 'steps (rate: result)', 'error']];
+    if (r.options?.schedule === 'interleaved') out.push(`  ${r.options.repeats} round(s) per rate, SUTs interleaved (both up for the whole run; before each step ${r.options.settleSec} s settle, ${r.options.preloadSec} s pre-load); per-SUT figures at one rate: median over its rounds`);
+    const rows = [['SUT', 'max clean calls/s', 'SUT CPU µs/call @max', 'machine CPU µs/call @max', 'steps (rate: result per round)', 'error']];
     for (const s of r.suts) {
       rows.push([
         s.name,
         int(s.maxCleanRate),
         us(s.atMaxClean?.sutCpuMsPerCall),
         us(s.atMaxClean?.machineCpuMsPerCall),
-        s.steps.map((x) => `${x.rate}:${x.clean ? 'ok' : 'FAIL'}`).join(' ') || '-',
+        stepsLine(s.steps),
         s.error ? s.error.split('\n')[0].slice(0, 80) : '',
       ]);
     }
@@ -245,16 +299,17 @@ function summarizeBalancer(entry) {
         if (c) out.push(`    sut counters: ${Object.entries(c).map(([k, v]) => `${k} ${v}`).join(', ')}`);
       }
     }
-    const rates = [...new Set(r.suts.flatMap((s) => s.steps.map((x) => x.rate)))].sort((a, b) => a - b);
-    if (rates.length) {
+    const keys = stepKeys(r.suts);
+    if (keys.length) {
       out.push('');
       out.push('CPU per call by step, µs (SUT / machine; * = not clean)');
-      const steps = [['calls/s', ...r.suts.map((s) => s.name)]];
-      for (const rate of rates) {
+      const steps = [['calls/s', 'round', ...r.suts.map((s) => s.name)]];
+      for (const k of keys) {
         steps.push([
-          int(rate),
+          int(k.rate),
+          String(k.round),
           ...r.suts.map((s) => {
-            const x = s.steps.find((y) => y.rate === rate);
+            const x = s.steps.find((y) => y.rate === k.rate && (y.round ?? 1) === k.round);
             return x ? `${us(x.sutCpuMsPerCall)} / ${us(x.machineCpuMsPerCall)}${x.clean ? '' : ' *'}` : '';
           }),
         ]);
@@ -265,24 +320,13 @@ function summarizeBalancer(entry) {
     const t = r.targets;
     out.push('');
     if (c) {
-      out.push('Ratio balancer / kamailio-dispatcher: CPU per call weighted by calls over every rate both ran clean');
-      const rows2 = [['ratio', 'up to calls/s', 'SUT CPU/call', 'machine CPU/call', 'SUT CPU/call @max', 'max clean rate', 'target', 'met']];
-      rows2.push([
-        'balancer/kamailio-dispatcher',
-        int(c.commonRate),
-        `x${fmt(c.sutCpuPerCallRatio, 2)}`,
-        `x${fmt(c.machineCpuPerCallRatio, 2)}`,
-        `x${fmt(c.sutCpuPerCallRatioAtCommonRate, 2)}`,
-        `x${fmt(c.maxCleanRateRatio, 2)}`,
-        c.target ? `<= ${c.target.max}` : '-',
-        c.met === null ? '-' : c.met ? 'yes' : 'NO',
-      ]);
-      out.push(table(rows2));
+      out.push(...ratioTable([['balancerVsKamailioDispatcher', c]], 'Ratio balancer / kamailio-dispatcher over every rate both ran clean; target on the calls-weighted SUT CPU per call'));
     }
     if (t) {
       const yes = (m) => (m === null || m === undefined ? '-' : m ? 'yes' : 'NO');
       out.push(
-        `Targets: SUT CPU per call balancer/kamailio-dispatcher x${fmt(t.cpuPerCallRatio?.value, 2)} <= ${t.cpuPerCallRatio?.max}: ${yes(t.cpuPerCallRatio?.met)}; ` +
+        `Targets: SUT CPU per call balancer/kamailio-dispatcher x${fmt(t.cpuPerCallRatio?.value, 2)} (weighted; per-round median x${fmt(t.cpuPerCallRatio?.median, 2)}, ` +
+          `${fmt(t.cpuPerCallRatio?.lowest, 2)}..${fmt(t.cpuPerCallRatio?.highest, 2)}) <= ${t.cpuPerCallRatio?.max}: ${yes(t.cpuPerCallRatio?.met)}; ` +
           `one balancer process clean at >= ${int(t.balancerCleanRate?.min)} calls/s (max clean ${int(t.balancerCleanRate?.value ?? undefined)}): ${yes(t.balancerCleanRate?.met)}`,
       );
     }
