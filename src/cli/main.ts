@@ -210,7 +210,7 @@ async function runNode(argv: string[]): Promise<number> {
   // A shared location store turns on the registrar (and, with --auth-realm, digest authentication).
   let stores: Stores | null = null;
   if (values.store !== undefined) {
-    stores = await openStores(values.store);
+    stores = await openStores(values.store, values['node-id'] === undefined ? {} : { clientName: `sipfleet:${values['node-id']}` });
     const realm = values['auth-realm'];
     let authenticator: DigestAuthenticator | null = null;
     if (realm !== undefined) {

@@ -18,6 +18,8 @@ export interface StoreOptions {
   redisKeyPrefix?: string;
   /** Postgres: schema holding the tables, created if absent. Default 'public'. */
   pgSchema?: string;
+  /** Redis: the connection's name (CLIENT LIST), e.g. the node's id. Default none. */
+  clientName?: string;
   /** Postgres: pool size. Default 10. */
   pgPoolSize?: number;
   /**
@@ -43,6 +45,7 @@ export interface ResolvedOptions {
   redisKeyPrefix: string;
   pgSchema: string;
   pgPoolSize: number;
+  clientName: string | undefined;
   onError: (err: StoreError) => void;
 }
 
@@ -58,6 +61,7 @@ export function resolveOptions(o: StoreOptions = {}): ResolvedOptions {
     redisKeyPrefix: o.redisKeyPrefix ?? 'sipfleet:',
     pgSchema: o.pgSchema ?? 'public',
     pgPoolSize: o.pgPoolSize ?? 10,
+    clientName: o.clientName,
     onError: o.onError ?? logToStderr,
   };
 }

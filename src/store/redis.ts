@@ -337,6 +337,7 @@ function createClient(cfg: RedisConfig, o: ResolvedOptions, established: () => b
     commandTimeout: o.operationTimeoutMs,
     maxRetriesPerRequest: 1,
     enableAutoPipelining: true,
+    ...(o.clientName !== undefined ? { connectionName: o.clientName } : {}),
     ...(cfg.username !== undefined ? { username: cfg.username } : {}),
     ...(cfg.password !== undefined ? { password: cfg.password } : {}),
   };

@@ -76,10 +76,10 @@ async function redisCall(port: number, ...args: string[]): Promise<unknown> {
 
 const answersPing = (port: number): Promise<boolean> => redisCall(port, 'PING').then((r) => r === 'PONG', () => false);
 
-/** Connections of sipfleet nodes on a server: unnamed normal clients (Sentinel's and ours are named, replicas flagged S). */
+/** sipfleet nodes connected to a server: distinct client names `sipfleet:NODE-ID` (each node names its connection). */
 async function nodeClients(port: number): Promise<number> {
   const list = String(await redisCall(port, 'CLIENT', 'LIST'));
-  return list.split('\n').filter((l) => / name= /.test(l) && / flags=N /.test(l)).length;
+  return new Set(list.split('\n').map((l) => / name=(sipfleet:\S+) /.exec(l)?.[1]).filter((n) => n !== undefined)).size;
 }
 
 /** Session ids (app session ids) with a record on the server. */

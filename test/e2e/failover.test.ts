@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import dgram from 'node:dgram';
+import { existsSync, readFileSync } from 'node:fs';
 import { after, describe, test } from 'node:test';
 import { freePort } from '../helpers/ports.ts';
 import { killAll } from '../helpers/proc.ts';
@@ -68,7 +69,7 @@ async function killDuringCalls(app: string, transport: SippTransport, store?: st
     if (replication === 'None' || expectFailures) return { failed: r.failed };
     // A BYE sent twice (a timer fired on two nodes) would reach the caller after its call ended.
     assert.equal(r.counters['OutOfCallMsgs(C)'], '0', 'no message outside a call (no duplicate BYE)');
-    assert.equal(r.failed, 0, `${r.failed} calls failed: ${JSON.stringify(r.failures)}\n${r.stdout.slice(-1500)}`);
+    assert.equal(r.failed, 0, `${r.failed} calls failed: ${JSON.stringify(r.failures)}\n${r.stdout.slice(-1500)}\nSIPp errors: ${existsSync(r.errorLogPath) ? readFileSync(r.errorLogPath, 'latin1').slice(0, 3000) : '(none)'}`);
     assert.equal(r.successful, 300);
     const st = await cluster.status();
     // (When the node itself hangs up, nothing of those calls comes back through the balancer for the dead node.)

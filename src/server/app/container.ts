@@ -287,7 +287,6 @@ export class AppContainer implements NodeApp, ContainerOps {
     const res = out.raw;
     const session = req.session;
     const status = res.status;
-    if (status >= 200) this.#setupEnded(tx);
     const creates = req.isInitial && DIALOG_CREATING.has(req.method) && status > 100 && status < 300;
     if (creates) {
       if (res.toTag === null) res.set('to', `${res.get('to')!};tag=${session.id}`);
@@ -301,7 +300,10 @@ export class AppContainer implements NodeApp, ContainerOps {
     }
     if (req.method === 'INVITE' && status >= 200 && status < 300 && session.dialog !== null) {
       const dialog = session.dialog;
-      const answer = (): void => { this.#node.stack.dialogs.answer(tx, res, dialog, () => this.#ackTimeout(session)); };
+      const answer = (): void => {
+        this.#setupEnded(tx); // only now: a 2xx waiting for its replica is still a call being set up
+        this.#node.stack.dialogs.answer(tx, res, dialog, () => this.#ackTimeout(session));
+      };
       // ConfirmedDialog: the replica exists before the 2xx that confirms the dialog leaves this node, and records
       // it confirmed (as it is once the 2xx is out), so the ACK has nothing to change.
       if (this.#replicator !== null) {
@@ -313,6 +315,7 @@ export class AppContainer implements NodeApp, ContainerOps {
     }
     tx.respond(res);
     if (status < 200) return;
+    this.#setupEnded(tx);
     if ((req.method === 'INVITE' && status >= 300 && req.isInitial) || req.method === 'BYE') this.#endSession(session);
     else if (session.dialog === null && session.role === 'unset') session.invalidate(); // nothing else to come
   }
