@@ -362,6 +362,7 @@ function createClient(cfg: RedisConfig, o: ResolvedOptions, established: () => b
       // Follow Sentinel's +switch-master at once: a manual failover leaves the old primary writable for seconds
       // before it is demoted, and what is written there meanwhile is lost when it resyncs.
       failoverDetector: true,
+      sentinelReconnectStrategy: backoff,
       db: cfg.db,
       retryStrategy: backoff,
       sentinelRetryStrategy: backoff,
@@ -383,11 +384,12 @@ async function disconnect(client: Client): Promise<void> {
   if (client.status === 'ready') {
     try {
       await client.quit();
-      return;
     } catch {
-      // fall through: drop the socket
+      // drop the socket below
     }
   }
+  // Always: QUIT closes the data connection, but only disconnect() also closes the Sentinel failover detector's
+  // subscriptions, which would otherwise keep reconnecting (and the process alive).
   client.disconnect();
 }
 
