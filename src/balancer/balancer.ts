@@ -76,6 +76,7 @@ export class Balancer {
     membership.onEvent = (e) => {
       log?.(describe(e));
       if (e.type === 'dead') b.#announceDeath(e.member.id);
+      for (const w of [...b.#waiters]) w();
     };
     return b;
   }
@@ -125,14 +126,33 @@ export class Balancer {
   async drain(id: string, drain = true, timeoutMs = 2_000): Promise<boolean> {
     const m = this.membership.get(id);
     if (m === undefined || m.dead || m.probe === null) return false;
-    const deadline = Date.now() + timeoutMs;
-    while (Date.now() < deadline) {
-      if (m.dead) return false;
-      if (m.draining === drain) return true;
-      m.probe?.send(encodeCommand({ id, drain, ts: Date.now() }, this.#options.secret));
-      await new Promise((r) => setTimeout(r, 50));
+    const send = (): void => { m.probe?.send(encodeCommand({ id, drain, ts: Date.now() }, this.#options.secret)); };
+    send();
+    // The command travels over UDP: sent again until the node's heartbeat shows it took effect.
+    const resend = setInterval(send, 100);
+    try {
+      await this.waitFor(() => m.dead || m.draining === drain, timeoutMs);
+    } finally {
+      clearInterval(resend);
     }
-    return m.draining === drain;
+    return !m.dead && m.draining === drain;
+  }
+
+  readonly #waiters = new Set<() => void>();
+
+  /** Resolves when `done()` holds, checked at each membership event; true, or false after `timeoutMs`. */
+  waitFor(done: () => boolean, timeoutMs: number): Promise<boolean> {
+    if (done()) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const finish = (ok: boolean): void => {
+        this.#waiters.delete(check);
+        clearTimeout(timer);
+        resolve(ok);
+      };
+      const check = (): void => { if (done()) finish(true); };
+      const timer = setTimeout(() => finish(false), timeoutMs);
+      this.#waiters.add(check);
+    });
   }
 
   async close(): Promise<void> {

@@ -134,16 +134,12 @@ class Cluster {
   }
 
   async #waitReady(): Promise<void> {
-    const deadline = Date.now() + 60_000;
-    while (Date.now() < deadline) {
-      const alive = this.#balancer!.membership.aliveNodes.length;
-      if (alive >= this.#config.nodes) {
-        logLine(`sipfleet up: cluster ready (${alive} nodes)`);
-        return;
-      }
-      await new Promise((r) => setTimeout(r, 50));
+    const membership = this.#balancer!.membership;
+    if (await this.#balancer!.waitFor(() => membership.aliveNodes.length >= this.#config.nodes, 60_000)) {
+      logLine(`sipfleet up: cluster ready (${membership.aliveNodes.length} nodes)`);
+    } else {
+      logLine(`sipfleet up: only ${membership.aliveNodes.length} of ${this.#config.nodes} nodes joined within 60 s`);
     }
-    logLine(`sipfleet up: only ${this.#balancer!.membership.aliveNodes.length} of ${this.#config.nodes} nodes joined within 60 s`);
   }
 
   #spawn(child: Child): void {
