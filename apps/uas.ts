@@ -47,9 +47,14 @@ export default function uas(options: UasOptions = {}): SipApplication {
         ok.send();
         return;
       }
+      if (ringMs <= 0) {
+        req.createResponse(180).send();
+        answer(req);
+        return;
+      }
+      // Persistent: under EarlyDialog, if this node dies while the call rings, a survivor answers it (once).
+      ctx.createTimer(req.appSession, ringMs, { answer: req.session.id }, { persistent: true });
       req.createResponse(180).send();
-      if (ringMs <= 0) answer(req);
-      else setTimeout(() => answer(req), ringMs).unref();
     },
     ack(req) {
       const after = req.appSession.getAttribute<number>('hangUpAfterMs');
@@ -57,8 +62,11 @@ export default function uas(options: UasOptions = {}): SipApplication {
       if (after !== undefined) ctx.createTimer(req.appSession, after, { hangUp: req.session.id }, { persistent: true });
     },
     timeout(timer) {
-      const leg = timer.appSession.sessions.get((timer.info as { hangUp: string }).hangUp);
-      if (leg !== undefined && leg.state === 'confirmed') ctx.createRequestInDialog(leg, 'BYE').send();
+      const info = timer.info as { hangUp?: string; answer?: string };
+      const leg = timer.appSession.sessions.get(info.hangUp ?? info.answer ?? '');
+      if (leg === undefined) return;
+      if (info.answer !== undefined && leg.pendingInvite !== null) answer(leg.pendingInvite);
+      else if (info.hangUp !== undefined && leg.state === 'confirmed') ctx.createRequestInDialog(leg, 'BYE').send();
     },
     bye(req) {
       req.reply(req.unknownDialog ? 481 : 200);

@@ -7,7 +7,7 @@ import type { StoreError } from '../store/errors.ts';
 import type { SessionStore, StoredTimer } from '../store/sessions.ts';
 import { hashString, parseAffinityKey, pickNode } from './cluster/affinity.ts';
 import type { JsonValue } from './app/attributes.ts';
-import type { SessionManager, SessionRole, SipApplicationSession } from './app/session.ts';
+import type { SessionManager, SessionRole, SipApplicationSession, SipSession } from './app/session.ts';
 import type { ReplicationStrategy } from './cluster/replication.ts';
 
 /** What a survivor needs to continue a call: the application session, its legs, their dialogs and attributes. */
@@ -20,7 +20,21 @@ export interface AppSessionRecord {
   timers?: Array<{ id: string; fireAt: number; info: JsonValue }>;
   /** When the application session expires (setExpires); 0 or absent: with its last leg. */
   expiresAt?: number;
-  legs: Array<{ id: string; role: SessionRole; attributes: Record<string, JsonValue>; dialog: DialogRecord | null; linked: string | null }>;
+  legs: Array<{
+    id: string; role: SessionRole; attributes: Record<string, JsonValue>; dialog: DialogRecord | null; linked: string | null;
+    /** EarlyDialog: the INVITE this leg received and has not answered finally yet (its server transaction). */
+    pending?: { invite: string; source: SourceRecord };
+    /** EarlyDialog: the INVITE this leg sent (our Via on it) that has no final response yet (its client transaction). */
+    outgoing?: { request: string; dest: Destination };
+  }>;
+}
+
+type SourceRecord = { protocol: TransportProtocol; host: string; port: number };
+
+/** A leg's transactions as a survivor rebuilds them (see Replicator.restore). */
+export interface PendingTransactions {
+  invite: { request: SipRequest; source: Source } | null;
+  outgoing: { request: SipRequest; dest: Destination } | null;
 }
 
 export interface ReplicationCounters {
@@ -34,15 +48,24 @@ export interface ReplicationCounters {
   timersTakenOver: number;
 }
 
-/** A proxied INVITE between its first 1xx with a To tag and its final response. */
-interface EarlyRecord {
-  v: 1;
-  /** The INVITE as this node received it (the caller side's Vias on it). */
-  invite: string;
-  source: { protocol: TransportProtocol; host: string; port: number };
-  /** Each open branch's INVITE as sent (this node's Via on it) and where it went. */
-  branches: Array<{ request: string; dest: Destination }>;
-}
+/**
+ * Keyed by an INVITE's branch (which its CANCEL shares), between its first 1xx with a To tag and its final response:
+ * a proxied INVITE's transactions, or the application session that answers it (UAS, B2BUA leg).
+ */
+type EarlyRecord =
+  | {
+    v: 1;
+    /** The INVITE as this node received it (the caller side's Vias on it). */
+    invite: string;
+    source: SourceRecord;
+    /** Each open branch's INVITE as sent (this node's Via on it) and where it went. */
+    branches: Array<{ request: string; dest: Destination }>;
+  }
+  | { v: 1; session: string };
+
+export type EarlyEntry =
+  | { kind: 'proxy'; invite: SipRequest; source: Source; branches: Array<{ request: SipRequest; dest: Destination }> }
+  | { kind: 'session'; session: string };
 
 /** Setup cannot take longer than an INVITE transaction lives (64*T1 and some). */
 const EARLY_TTL_MS = 300_000;
@@ -63,6 +86,8 @@ export class Replicator {
   readonly strategy: ReplicationStrategy;
   readonly #store: SessionStore;
   readonly #written = new WeakMap<SipApplicationSession, { version: number; data: string }>();
+  /** A session's write in progress: the next one waits for it (two writes of one call never race each other). */
+  readonly #busy = new WeakMap<SipApplicationSession, Promise<void>>();
   readonly #unsaved = new Set<SipApplicationSession>();
   #retryTimer: NodeJS.Timeout | null = null;
   readonly counters: ReplicationCounters = { writes: 0, bytes: 0, deletes: 0, failovers: 0, conflicts: 0, errors: 0, timersTakenOver: 0 };
@@ -86,15 +111,29 @@ export class Replicator {
       v: 1, id: s.id, app: s.appName, affinity: s.affinity, attributes: s.attributes.toJSON(),
       ...(s.expiresAt === 0 ? {} : { expiresAt: s.expiresAt }),
       ...(s.timers.size === 0 ? {} : { timers: [...s.timers].map(([id, t]) => ({ id, fireAt: t.fireAt, info: t.info })) }),
-      legs: [...s.sessions.values()].map((leg) => ({
-        id: leg.id, role: leg.role, attributes: leg.attributes.toJSON(),
-        dialog: leg.dialog === null ? null : leg.dialog.toJSON(), linked: leg.linked?.id ?? null,
-      })),
+      legs: [...s.sessions.values()].map((leg) => {
+        const invite = leg.pendingInvite;
+        const outgoing = leg.outgoingInvite;
+        return {
+          id: leg.id, role: leg.role, attributes: leg.attributes.toJSON(),
+          dialog: leg.dialog === null ? null : leg.dialog.toJSON(), linked: leg.linked?.id ?? null,
+          ...(invite === null ? {} : { pending: { invite: invite.raw.toString(), source: sourceRecord(invite.source) } }),
+          ...(outgoing === null ? {} : { outgoing: { request: outgoing.request.toString(), dest: outgoing.dest } }),
+        };
+      }),
     };
   }
 
   /** Writes the session if it changed since its last write. Never rejects: a failed write is counted and reported. */
-  async save(s: SipApplicationSession): Promise<void> {
+  save(s: SipApplicationSession): Promise<void> {
+    const busy = this.#busy.get(s);
+    const p = busy === undefined ? this.#write(s) : busy.then(() => this.#write(s));
+    this.#busy.set(s, p);
+    void p.then(() => { if (this.#busy.get(s) === p) this.#busy.delete(s); });
+    return p;
+  }
+
+  async #write(s: SipApplicationSession): Promise<void> {
     const data = JSON.stringify(Replicator.record(s));
     const last = this.#written.get(s);
     if (last !== undefined && last.data === data) return;
@@ -111,13 +150,13 @@ export class Replicator {
         const cur = await this.#store.get(s.id).catch(() => null);
         if (cur !== null) {
           this.#written.set(s, { version: cur.version, data: cur.data });
-          if (cur.data !== data) return this.save(s);
+          if (cur.data !== data) return this.#write(s);
           return;
         }
         if (last !== undefined) {
           // Gone (expired on a quiet call, or deleted): this node holds the call, so it writes it anew.
           this.#written.delete(s);
-          return this.save(s);
+          return this.#write(s);
         }
       }
       this.counters.errors++;
@@ -146,7 +185,10 @@ export class Replicator {
     this.#retryTimer.unref();
   }
 
-  /** Stores a new persistent timer (owned by this node) and the session record that carries its info. */
+  /**
+   * Stores a new persistent timer (owned by this node) and, once the call has a replica (its strategy's point), the
+   * record that carries the timer's info; before that, a survivor could not continue the call anyway.
+   */
   async saveTimer(s: SipApplicationSession, id: string, fireAt: number): Promise<void> {
     const key = parseAffinityKey(s.affinity) ?? hashString(s.id);
     try {
@@ -155,22 +197,22 @@ export class Replicator {
       this.counters.errors++;
       this.onError(err);
     }
-    await this.save(s);
+    if (this.#written.has(s) || this.#busy.has(s)) await this.save(s);
   }
 
-  /** True when this node still owned the timer (and now nobody does): the caller fires it. */
-  async takeTimer(s: SipApplicationSession, id: string): Promise<boolean> {
-    let mine: boolean;
+  /**
+   * True when this node still owned the timer (and now nobody does): the caller fires it, then saves the session
+   * (one write for the timer gone and what its handler changed).
+   */
+  async takeTimer(id: string): Promise<boolean> {
     try {
-      mine = await this.#store.takeTimer(id, this.nodeId);
+      return await this.#store.takeTimer(id, this.nodeId);
     } catch (err) {
       // The store is unreachable: fire anyway rather than never (a survivor could only fire it once the store is back).
       this.counters.errors++;
       this.onError(err);
-      mine = true;
+      return true;
     }
-    if (s.valid && this.isReplicated(s)) await this.save(s);
-    return mine;
   }
 
   async cancelTimer(s: SipApplicationSession, id: string): Promise<void> {
@@ -211,16 +253,27 @@ export class Replicator {
   }
 
   /** Writes what a survivor needs to finish a proxied call's setup; never rejects. */
-  async saveEarly(invite: SipRequest, source: Source, branches: ReadonlyArray<{ request: SipRequest; dest: Destination }>): Promise<void> {
-    const rec: EarlyRecord = {
+  saveEarly(invite: SipRequest, source: Source, branches: ReadonlyArray<{ request: SipRequest; dest: Destination }>): Promise<void> {
+    return this.#putEarly(invite.topVia.branch ?? '', {
       v: 1,
       invite: invite.toString(),
-      source: { protocol: source.protocol, host: source.host, port: source.port },
+      source: sourceRecord(source),
       branches: branches.map((b) => ({ request: b.request.toString(), dest: b.dest })),
-    };
+    });
+  }
+
+  /**
+   * A call this node answers (UAS, B2BUA leg A) sent its first 1xx with a To tag: the session is written with the
+   * INVITE it has to answer, and indexed by the INVITE's branch so a CANCEL (no To tag) finds it on any node.
+   */
+  async saveEarlySession(s: SipApplicationSession, branch: string): Promise<void> {
+    await Promise.all([this.save(s), this.#putEarly(branch, { v: 1, session: s.id })]);
+  }
+
+  async #putEarly(branch: string, rec: EarlyRecord): Promise<void> {
     const data = JSON.stringify(rec);
     try {
-      await this.#store.put(Replicator.earlyKey(invite.topVia.branch ?? ''), data, 0, EARLY_TTL_MS);
+      await this.#store.put(Replicator.earlyKey(branch), data, 0, EARLY_TTL_MS);
       this.counters.writes++;
       this.counters.bytes += data.length;
     } catch (err) {
@@ -234,7 +287,7 @@ export class Replicator {
   }
 
   /** The early record of the INVITE a CANCEL (or retransmission) belongs to, parsed; null when there is none. */
-  async loadEarly(branch: string): Promise<{ invite: SipRequest; source: Source; branches: Array<{ request: SipRequest; dest: Destination }> } | null> {
+  async loadEarly(branch: string): Promise<EarlyEntry | null> {
     let entry;
     try {
       entry = await this.#store.get(Replicator.earlyKey(branch));
@@ -245,12 +298,14 @@ export class Replicator {
     }
     if (entry === null) return null;
     const rec = JSON.parse(entry.data) as EarlyRecord;
+    if ('session' in rec) return { kind: 'session', session: rec.session };
     const invite = parseMessage(Buffer.from(rec.invite, 'latin1'));
     if (!invite.isRequest) return null;
     this.counters.failovers++;
     return {
+      kind: 'proxy',
       invite: invite as SipRequest,
-      source: { ...rec.source, localHost: '', localPort: 0, connection: null },
+      source: toSource(rec.source),
       branches: rec.branches.map((b) => ({ request: parseMessage(Buffer.from(b.request, 'latin1')) as SipRequest, dest: b.dest })),
     };
   }
@@ -271,9 +326,12 @@ export class Replicator {
 
   /**
    * Loads the call a key (app session id or leg id) names and rebuilds it in `sessions` and `dialogs`. Resolves
-   * with the rebuilt session, or null when no record exists (the call ended, or was never replicated).
+   * with the rebuilt session, or null when no record exists (the call ended, or was never replicated). Legs that were
+   * setting up (EarlyDialog) are handed to `rebuild` with their transactions' requests, for the container to adopt.
    */
-  async restore(key: string, sessions: SessionManager, dialogs: DialogLayer): Promise<SipApplicationSession | null> {
+  async restore(
+    key: string, sessions: SessionManager, dialogs: DialogLayer, rebuild?: (leg: SipSession, pending: PendingTransactions) => void,
+  ): Promise<SipApplicationSession | null> {
     const dot = key.indexOf('.');
     const id = dot === -1 ? key : key.slice(0, dot);
     const existing = sessions.find(id);
@@ -305,7 +363,25 @@ export class Replicator {
       if (l.linked !== null) s.sessions.get(l.id)!.linked = s.sessions.get(l.linked) ?? null;
     }
     this.#written.set(s, { version: entry.version, data: entry.data });
+    for (const l of rec.legs) {
+      if (rebuild === undefined || (l.pending === undefined && l.outgoing === undefined)) continue;
+      const invite = l.pending === undefined ? null : parseMessage(Buffer.from(l.pending.invite, 'latin1'));
+      const outgoing = l.outgoing === undefined ? null : parseMessage(Buffer.from(l.outgoing.request, 'latin1'));
+      rebuild(s.sessions.get(l.id)!, {
+        invite: invite?.isRequest === true ? { request: invite as SipRequest, source: toSource(l.pending!.source) } : null,
+        outgoing: outgoing?.isRequest === true ? { request: outgoing as SipRequest, dest: l.outgoing!.dest } : null,
+      });
+    }
     this.counters.failovers++;
     return s;
   }
+}
+
+function sourceRecord(source: Source): SourceRecord {
+  return { protocol: source.protocol, host: source.host, port: source.port };
+}
+
+/** A stored source: the connection it came on is gone (the node that held it died); replies go by Via. */
+function toSource(rec: SourceRecord): Source {
+  return { ...rec, localHost: '', localPort: 0, connection: null };
 }

@@ -8,6 +8,7 @@
  * the TTL always covers the latest expiry (Redis then drops a fully expired AOR by itself). The periodic
  * purge deletes expired fields of AORs that still have live ones.
  */
+import { isIP } from 'node:net';
 import { Cluster, Redis, type ClusterOptions, type RedisOptions } from 'ioredis';
 import { credentialFrom, ha1sFor, type Credential, type CredentialStore, type Ha1Values } from './credentials.ts';
 import { StoreError, toStoreError } from './errors.ts';
@@ -18,6 +19,7 @@ import { startPurger, type Purger } from './purger.ts';
 import type { HostPort, StoreConfig } from './url.ts';
 
 export type RedisConfig = Extract<StoreConfig, { kind: 'redis' }>;
+type SentinelConfig = Extract<RedisConfig, { mode: 'sentinel' }>;
 type Client = Redis | Cluster;
 
 // Sets the AOR key's expiry to its latest binding's, or deletes it when none is live. Shared by the scripts.
@@ -359,10 +361,8 @@ function createClient(cfg: RedisConfig, o: ResolvedOptions, established: () => b
       sentinels: cfg.sentinels,
       name: cfg.masterName,
       role: 'master',
-      // Follow Sentinel's +switch-master at once: a manual failover leaves the old primary writable for seconds
-      // before it is demoted, and what is written there meanwhile is lost when it resyncs.
-      failoverDetector: true,
-      sentinelReconnectStrategy: backoff,
+      // Not ioredis' failoverDetector: its +switch-master handler can end the client for good (see followFailovers).
+      failoverDetector: false,
       db: cfg.db,
       retryStrategy: backoff,
       sentinelRetryStrategy: backoff,
@@ -380,6 +380,59 @@ function createClient(cfg: RedisConfig, o: ResolvedOptions, established: () => b
   });
 }
 
+/** The connection's peer is host:port (a hostname, which the socket knows only resolved, matches on the port). */
+function connectedTo(client: Redis, host: string, port: number): boolean {
+  const stream = client.stream as { remoteAddress?: string; remotePort?: number } | undefined;
+  if (stream?.remotePort !== port) return false;
+  if (isIP(host) === 0) return true;
+  return stream.remoteAddress?.replace(/^::ffff:(?=\d+\.)/, '') === host;
+}
+
+/**
+ * Follows Sentinel's +switch-master announcements of the master, so the client leaves a demoted primary at once: a
+ * manual failover leaves the old primary up and writable for seconds, and what is written there meanwhile is lost
+ * when it resyncs. (Losing the connection needs nothing of this: the client then asks Sentinel anew.)
+ *
+ * Why not ioredis' own `failoverDetector`: it drops the connection through the connector, which also aborts a
+ * connection attempt in progress; and an attempt aborted while asking Sentinel for the master makes ioredis end the
+ * client, which never reconnects again. That is what a SIGKILLed primary gives: the client retries every few hundred
+ * ms, each attempt asking Sentinel first, and the announcement comes during one of them often enough on a loaded
+ * machine. So here the client is only disconnected (then reconnects) when it is connected; an announcement made
+ * while it is between connections is checked once the next connection is up, against the master announced.
+ */
+function followFailovers(client: Redis, cfg: SentinelConfig, o: ResolvedOptions): () => void {
+  let announced: { host: string; port: number } | null = null;
+  const check = (): void => {
+    if (announced === null || (client.status !== 'ready' && client.status !== 'connect')) return;
+    const { host, port } = announced;
+    announced = null; // once per announcement: a stale one can never bounce the client between servers
+    if (!connectedTo(client, host, port)) client.disconnect(true);
+  };
+  client.on('ready', check);
+  // Every Sentinel given (each announces the switch once it knows of it: whichever hears first wins).
+  const watchers = cfg.sentinels.map(({ host, port }) => {
+    const w = new Redis({
+      host, port, lazyConnect: true, connectTimeout: o.connectTimeoutMs, enableReadyCheck: false,
+      // A Sentinel down now may be back later: retry forever, and keep the SUBSCRIBE queued until it answers.
+      retryStrategy: (times) => Math.min(100 * times, 2000), maxRetriesPerRequest: null,
+    });
+    w.on('error', () => {}); // the data connection reports outages
+    w.on('message', (_channel: string, message: string) => {
+      // "<master name> <old ip> <old port> <new ip> <new port>"
+      const [name, , , newHost, newPort] = message.split(' ');
+      if (name !== cfg.masterName || newHost === undefined || newPort === undefined) return;
+      announced = { host: newHost, port: Number(newPort) };
+      check();
+    });
+    w.subscribe('+switch-master').catch(() => {}); // (rejected only by stop())
+    return w;
+  });
+  return () => {
+    client.off('ready', check);
+    for (const w of watchers) w.disconnect();
+  };
+}
+
 async function disconnect(client: Client): Promise<void> {
   if (client.status === 'ready') {
     try {
@@ -388,8 +441,7 @@ async function disconnect(client: Client): Promise<void> {
       // drop the socket below
     }
   }
-  // Always: QUIT closes the data connection, but only disconnect() also closes the Sentinel failover detector's
-  // subscriptions, which would otherwise keep reconnecting (and the process alive).
+  // Always: when not ready, only disconnect() stops the reconnection in progress (which keeps the process alive).
   client.disconnect();
 }
 

@@ -14,7 +14,7 @@ after(() => killAll());
 const scenario = (name: string): string => path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../scenarios', name);
 
 /** Who talks after the kill: the caller's BYE (default), a re-INVITE then BYE, or the callee's BYE. */
-type Flow = 'caller-bye' | 're-invite' | 'callee-bye' | 'node-bye' | 'ringing' | 'cancel';
+type Flow = 'caller-bye' | 're-invite' | 'callee-bye' | 'node-bye' | 'ringing' | 'cancel' | 'node-ringing' | 'node-cancel';
 const FLOWS: Record<Flow, { uac: string; uas: string; pauseAt: 'uac' | 'uas' }> = {
   'caller-bye': { uac: SCENARIO_UAC_RR, uas: SCENARIO_UAS_RR, pauseAt: 'uac' },
   're-invite': { uac: scenario('uac-rr-reinvite.xml'), uas: scenario('uas-rr-reinvite.xml'), pauseAt: 'uac' },
@@ -25,10 +25,16 @@ const FLOWS: Record<Flow, { uac: string; uas: string; pauseAt: 'uac' | 'uas' }> 
   ringing: { uac: SCENARIO_UAC_RR, uas: scenario('uas-rr-ring.xml'), pauseAt: 'uas' },
   // The caller gives up 3 s into ringing (the kill comes before its CANCEL).
   cancel: { uac: scenario('uac-rr-cancel.xml'), uas: scenario('uas-ring-cancel.xml'), pauseAt: 'uac' },
+  // The node is the callee (uas app, --ring-ms 4000): it rings 4 s by a persistent timer, then answers.
+  'node-ringing': { uac: SCENARIO_UAC_RR, uas: SCENARIO_UAS_RR, pauseAt: 'uac' },
+  // The node rings 6 s (uas app); the caller gives up after 3 s.
+  'node-cancel': { uac: scenario('uac-rr-cancel.xml'), uas: SCENARIO_UAS_RR, pauseAt: 'uac' },
 };
-const PAUSE_MS: Partial<Record<Flow, number>> = { ringing: 4000, cancel: 3000 };
+const PAUSE_MS: Partial<Record<Flow, number>> = { ringing: 4000, cancel: 3000, 'node-ringing': 1000, 'node-cancel': 3000 };
+/** How long the uas app rings (--ring-ms). */
+const RING_MS: Partial<Record<Flow, number>> = { 'node-ringing': 4000, 'node-cancel': 6000 };
 /** Calls in progress (app sessions on the nodes) at which the kill comes. */
-const KILL_AT: Partial<Record<Flow, number>> = { ringing: 40, cancel: 30 };
+const KILL_AT: Partial<Record<Flow, number>> = { ringing: 40, cancel: 30, 'node-ringing': 40, 'node-cancel': 30 };
 
 /**
  * ConfirmedDialog failover with real processes: calls of 8 s at 20 calls/s; one node is killed with SIGKILL while
@@ -43,6 +49,7 @@ async function killDuringCalls(app: string, transport: SippTransport, store?: st
   if (store !== undefined) args.push('--store', store);
   if (replication !== undefined) args.push('--replication', replication);
   if (flow === 'node-bye') args.push('--call-ms', '8000');
+  if (RING_MS[flow] !== undefined) args.push('--ring-ms', String(RING_MS[flow]));
   const cluster = await startCluster(args);
   try {
     const control = await freePort('127.0.0.1', 'udp');
@@ -55,7 +62,7 @@ async function killDuringCalls(app: string, transport: SippTransport, store?: st
     // call is being set up, the node dies, and new calls go on; with EarlyDialog, ringing calls are the point.
     const sippControl = dgram.createSocket('udp4');
     const toggleNewCalls = (): Promise<void> => new Promise((resolve) => sippControl.send('p', control, '127.0.0.1', () => resolve()));
-    const ringingMatters = flow === 'ringing' || flow === 'cancel';
+    const ringingMatters = flow === 'ringing' || flow === 'cancel' || flow === 'node-ringing' || flow === 'node-cancel';
     if (!ringingMatters) {
       await toggleNewCalls();
       await waitUntil('no call being set up', async () => (await cluster.status()).nodes.every((n) => n.settingUp === 0), 5_000);
@@ -64,7 +71,7 @@ async function killDuringCalls(app: string, transport: SippTransport, store?: st
     process.kill(victim.pid, 'SIGKILL');
     if (!ringingMatters) await toggleNewCalls();
     sippControl.close();
-    console.log(`# killed node-2 holding ${victim.calls} calls (${victim.settingUp} being set up)`);
+    console.log(`# killed node-2 holding ${victim.calls} calls (${victim.settingUp} being set up); cluster: ${JSON.stringify((await cluster.status()).nodes.map((n) => [n.id, n.calls, n.settingUp]))}`);
     const r = await calls.done;
     if (replication === 'None' || expectFailures) return { failed: r.failed };
     // A BYE sent twice (a timer fired on two nodes) would reach the caller after its call ended.
@@ -72,15 +79,16 @@ async function killDuringCalls(app: string, transport: SippTransport, store?: st
     assert.equal(r.failed, 0, `${r.failed} calls failed: ${JSON.stringify(r.failures)}\n${r.stdout.slice(-1500)}\nSIPp errors: ${existsSync(r.errorLogPath) ? readFileSync(r.errorLogPath, 'latin1').slice(0, 3000) : '(none)'}`);
     assert.equal(r.successful, 300);
     const st = await cluster.status();
-    // (When the node itself hangs up, nothing of those calls comes back through the balancer for the dead node.)
-    if (flow !== 'node-bye') assert.ok(st.counters.failovers! > 0, 'requests of the dead node\'s calls went to survivors');
+    // (When the node is the callee (uas app), nothing comes back addressed to the dead node: it hangs up itself, a
+    // survivor's 200 names the survivor in its Contact, a CANCEL is routed by Call-ID like an INVITE.)
+    if (!flow.startsWith('node-')) assert.ok(st.counters.failovers! > 0, 'requests of the dead node\'s calls went to survivors');
     if (app !== 'proxy' || flow === 'cancel') {
       const taken = st.nodes.reduce((a, n) => a + (n.replication?.failovers ?? 0), 0);
       const writes = st.nodes.reduce((a, n) => a + (n.replication?.writes ?? 0), 0);
       const bytes = st.nodes.reduce((a, n) => a + (n.replication?.bytes ?? 0), 0);
       console.log(`# survivors took over ${taken} calls from the store; ${writes} writes, ${Math.round(bytes / Math.max(1, writes))} bytes each (survivors' counts)`);
       assert.ok(taken > 0, 'survivors loaded calls from the store');
-      if (flow === 'node-bye') assert.match(cluster.process.stdout, /took over \d+ timer\(s\) of node-2/);
+      if (flow === 'node-bye' || flow === 'node-ringing') assert.match(cluster.process.stdout, /took over \d+ timer\(s\) of node-2/);
     }
     return { failed: r.failed };
   } finally {
@@ -106,6 +114,25 @@ describe('failover (EarlyDialog) of calls being set up, SIGKILL', () => {
   test('control: with ConfirmedDialog, the ringing calls of the dead node cannot be cancelled (they fail)', async () => {
     const { failed } = await killDuringCalls('proxy', 'udp', undefined, 'ConfirmedDialog', 'cancel', true);
     assert.ok(failed > 0, 'without early replicas, a survivor has no INVITE transaction to cancel');
+  });
+  test('uas rings 4 s (a persistent timer), a node is killed while calls ring: survivors answer them: 0 failed', async () => {
+    await killDuringCalls('uas', 'udp', undefined, 'EarlyDialog', 'node-ringing');
+  });
+  test('uas over TCP on Redis: the same, 0 failed', async () => {
+    await killDuringCalls('uas', 'tcp', 'redis://127.0.0.1:6379/9', 'EarlyDialog', 'node-ringing');
+  });
+  test('uas: a CANCEL during ringing after the kill ends its call with 487: 0 failed', async () => {
+    await killDuringCalls('uas', 'udp', undefined, 'EarlyDialog', 'node-cancel');
+  });
+  test('control: uas with ConfirmedDialog, the dead node\'s ringing calls fail', async () => {
+    const { failed } = await killDuringCalls('uas', 'udp', undefined, 'ConfirmedDialog', 'node-ringing', true);
+    assert.ok(failed > 0, 'without early replicas, nobody answers the dead node\'s ringing calls');
+  });
+  test('b2bua: the callee rings 4 s, a node is killed while calls ring: 0 failed', async () => {
+    await killDuringCalls('b2bua', 'udp', undefined, 'EarlyDialog', 'ringing');
+  });
+  test('b2bua: a CANCEL during ringing after the kill reaches the callee, 487 to the caller: 0 failed', async () => {
+    await killDuringCalls('b2bua', 'udp', undefined, 'EarlyDialog', 'cancel');
   });
 });
 

@@ -12,6 +12,11 @@ import { affinityKey, hashString, parseAffinityKey, pickNode } from '../../src/s
 import { Dialog, dialogId, type DialogRecord } from '../../src/sip/dialog/dialog.ts';
 import { SipStack } from '../../src/sip/stack.ts';
 import { MemorySessionStore } from '../../src/store/memory.ts';
+import { parseMessage } from '../../src/sip/message/parser.ts';
+import type { SipRequest } from '../../src/sip/message/message.ts';
+import type { ClientTransaction } from '../../src/sip/transaction/client.ts';
+import type { IncomingRequest } from '../../src/server/app/messages.ts';
+import type { Destination, Source } from '../../src/sip/transport/types.ts';
 import { StoreError } from '../../src/store/errors.ts';
 import type { SessionEntry, SessionStore, StoredTimer } from '../../src/store/sessions.ts';
 
@@ -388,6 +393,7 @@ describe('Replicator: save and restore', () => {
     await Promise.all(pending);
     assert.deepEqual(a.errors, []);
     assert.equal(a.counters.errors, 0);
+    assert.equal(a.counters.conflicts, 0, 'one call\'s writes wait for each other: none races another');
     const cur = (await store.inner.get(call.s.id))!;
     assert.deepEqual(JSON.parse(cur.data), Replicator.record(call.s));
     const puts = store.calls.put;
@@ -420,6 +426,10 @@ describe('Replicator: persistent timers', () => {
     const a = replicator(store, 'node-a');
     const call = buildCall(manager());
     const fireAt = call.s.timers.get(call.timerId)!.fireAt;
+    // A call without a replica yet (ConfirmedDialog, still ringing): the timer alone is stored.
+    await a.saveTimer(call.s, call.timerId, fireAt);
+    assert.equal(await store.inner.get(call.s.id), null, 'no record before the call has a replica');
+    await a.save(call.s);
     await a.saveTimer(call.s, call.timerId, fireAt);
     assert.deepEqual(await store.inner.timersOf('node-a'), [
       { id: call.timerId, session: call.s.id, owner: 'node-a', fireAt, key: parseAffinityKey(call.s.affinity)! },
@@ -437,33 +447,34 @@ describe('Replicator: persistent timers', () => {
     assert.deepEqual(a.errors, []);
   });
 
-  test('takeTimer: true for the owner once, false for another node; the record is saved without it', async () => {
+  test('takeTimer: true for the owner once, false for another node', async () => {
     const store = new CountingStore();
     const a = replicator(store, 'node-a');
     const b = replicator(store, 'node-b');
     const call = buildCall(manager());
     const fireAt = call.s.timers.get(call.timerId)!.fireAt;
+    await a.save(call.s);
     await a.saveTimer(call.s, call.timerId, fireAt);
-    const r = (await b.restore(call.s.id, manager(), stackB.dialogs))!;
-    assert.equal(await b.takeTimer(r, call.timerId), false, 'node-b does not own it');
+    assert.notEqual(await b.restore(call.s.id, manager(), stackB.dialogs), null);
+    assert.equal(await b.takeTimer(call.timerId), false, 'node-b does not own it');
     assert.deepEqual((await store.inner.timersOf('node-a')).map((t) => t.id), [call.timerId]);
     call.s.timers.delete(call.timerId); // as the container does before taking it
-    assert.equal(await a.takeTimer(call.s, call.timerId), true);
-    assert.equal(await a.takeTimer(call.s, call.timerId), false, 'fired once');
+    assert.equal(await a.takeTimer(call.timerId), true);
+    assert.equal(await a.takeTimer(call.timerId), false, 'fired once');
     assert.deepEqual(await store.inner.timersOf('node-a'), []);
-    assert.equal(JSON.parse((await store.inner.get(call.s.id))!.data).timers, undefined);
   });
 
   test('cancelTimer deletes the stored timer and saves the record', async () => {
     const store = new CountingStore();
     const a = replicator(store, 'node-a');
     const call = buildCall(manager());
+    await a.save(call.s);
     await a.saveTimer(call.s, call.timerId, call.s.timers.get(call.timerId)!.fireAt);
     call.s.timers.delete(call.timerId);
     await a.cancelTimer(call.s, call.timerId);
     assert.deepEqual(await store.inner.timersOf('node-a'), []);
     assert.equal(JSON.parse((await store.inner.get(call.s.id))!.data).timers, undefined);
-    assert.equal(await a.takeTimer(call.s, call.timerId), false);
+    assert.equal(await a.takeTimer(call.timerId), false);
   });
 
   /** 60 calls with one persistent timer each, owned by `dead`; affinity keys from fixed Call-IDs. */
@@ -477,6 +488,7 @@ describe('Replicator: persistent timers', () => {
       s.createSession().role = 'uas';
       const id = `${s.id}.t${i}`;
       s.timers.set(id, { fireAt: Date.now() + 60_000 + i, info: { i } });
+      await d.save(s);
       await d.saveTimer(s, id, Date.now() + 60_000 + i);
       timers.set(id, { session: s.id, key: parseAffinityKey(s.affinity)! });
     }
@@ -546,8 +558,8 @@ describe('Replicator: persistent timers', () => {
     assert.equal(s.timers.get(t.id)!.fireAt, t.fireAt);
     assert.equal(timers.get(t.id)!.session, s.id);
     // The new owner fires it, once.
-    assert.equal(await only.takeTimer(s, t.id), true);
-    assert.equal(await replicator(store, 'node-dead').takeTimer(s, t.id), false);
+    assert.equal(await only.takeTimer(t.id), true);
+    assert.equal(await replicator(store, 'node-dead').takeTimer(t.id), false);
   });
 
   test('a store failure is counted and reported, never thrown', async () => {
@@ -563,5 +575,75 @@ describe('Replicator: persistent timers', () => {
     assert.deepEqual(await a.claimTimersOf('node-dead', ['node-a']), []);
     assert.equal(a.counters.errors, 2);
     assert.equal(a.errors.length, 2);
+  });
+});
+
+/** An INVITE as a node received it (the balancer's Via on top) or sent it (the node's Via on top). */
+function invite(branch: string, via2 = ''): SipRequest {
+  return parseMessage(Buffer.from(
+    'INVITE sip:bob@biloxi.com SIP/2.0\r\n' +
+    `Via: SIP/2.0/UDP 127.0.0.1:5060;branch=${branch}\r\n${via2}` +
+    'Max-Forwards: 69\r\nFrom: <sip:alice@atlanta.com>;tag=88sja8x\r\nTo: <sip:bob@biloxi.com>\r\n' +
+    'Call-ID: 987asjd97y7atg\r\nCSeq: 986759 INVITE\r\nContact: <sip:alice@pc33.atlanta.com>\r\nContent-Length: 0\r\n\r\n',
+    'latin1',
+  )) as SipRequest;
+}
+
+describe('Replicator: EarlyDialog records', () => {
+  const source: Source = { protocol: 'UDP', host: '127.0.0.1', port: 5060, localHost: '127.0.0.2', localPort: 5080, connection: null };
+  const dest: Destination = { protocol: 'UDP', host: '127.0.0.10', port: 5070 };
+
+  test('a proxied INVITE: saved, found by its branch (as its CANCEL would), deleted', async () => {
+    const store = new CountingStore();
+    const a = new Replicator(store, 'EarlyDialog', 'node-a');
+    const b = new Replicator(store, 'EarlyDialog', 'node-b');
+    const inv = invite('z9hG4bKsfabc');
+    const sent = invite('z9hG4bKnode1', 'Via: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKsfabc\r\n');
+    await a.saveEarly(inv, source, [{ request: sent, dest }]);
+    const early = await b.loadEarly('z9hG4bKsfabc');
+    assert.equal(early?.kind, 'proxy');
+    if (early?.kind !== 'proxy') return;
+    assert.equal(early.invite.toString(), inv.toString());
+    assert.deepEqual({ ...early.source }, { protocol: 'UDP', host: '127.0.0.1', port: 5060, localHost: '', localPort: 0, connection: null });
+    assert.equal(early.branches[0]!.request.topVia.branch, 'z9hG4bKnode1');
+    assert.deepEqual(early.branches[0]!.dest, dest);
+    assert.equal(await b.loadEarly('z9hG4bKother'), null);
+    await b.deleteEarly('z9hG4bKsfabc');
+    assert.equal(await a.loadEarly('z9hG4bKsfabc'), null);
+  });
+
+  test('a call this node answers: the session with its pending INVITEs, indexed by branch; a survivor rebuilds both', async () => {
+    const store = new CountingStore();
+    const a = new Replicator(store, 'EarlyDialog', 'node-a');
+    const b = new Replicator(store, 'EarlyDialog', 'node-b');
+    const call = buildCall(manager());
+    const inbound = invite('z9hG4bKsfcaller');
+    const outbound = invite('z9hG4bKlegb');
+    call.uas.pendingInvite = { raw: inbound, source } as unknown as IncomingRequest;
+    call.uac.outgoingInvite = { request: outbound, dest } as unknown as ClientTransaction;
+    await a.saveEarlySession(call.s, 'z9hG4bKsfcaller');
+    const early = await b.loadEarly('z9hG4bKsfcaller');
+    assert.deepEqual(early, { kind: 'session', session: call.s.id });
+
+    const rebuilt: Array<{ leg: string; invite: string | null; source: Source | null; outgoing: string | null; dest: Destination | null }> = [];
+    const r = await b.restore(call.s.id, manager(), stackB.dialogs, (leg, p) => {
+      rebuilt.push({
+        leg: leg.id, invite: p.invite?.request.toString() ?? null, source: p.invite?.source ?? null,
+        outgoing: p.outgoing?.request.toString() ?? null, dest: p.outgoing?.dest ?? null,
+      });
+    });
+    assert.ok(r !== null);
+    assert.deepEqual(rebuilt, [
+      { leg: call.uas.id, invite: inbound.toString(), source: { protocol: 'UDP', host: '127.0.0.1', port: 5060, localHost: '', localPort: 0, connection: null }, outgoing: null, dest: null },
+      { leg: call.uac.id, invite: null, source: null, outgoing: outbound.toString(), dest },
+    ]);
+
+    // Answered: the record no longer carries the INVITEs; a restore rebuilds nothing.
+    call.uas.pendingInvite = null;
+    call.uac.outgoingInvite = null;
+    await a.save(call.s);
+    const again: string[] = [];
+    await b.restore(call.s.id, manager(), stackC.dialogs, (leg) => again.push(leg.id));
+    assert.deepEqual(again, []);
   });
 });

@@ -45,12 +45,6 @@ interface UasContext {
   request: IncomingRequest;
 }
 
-/** Per-leg state of a B2BUA or UAC leg that is not in the dialog record. */
-interface LegState {
-  /** The INVITE client transaction while it is pending (for CANCEL). */
-  invite: ClientTransaction | null;
-}
-
 /**
  * Hosts applications on a node: turns stack events into handler calls, keeps the sessions (found again from keys
  * in the messages: our tag or our Record-Route parameter), and does for the applications what JSR 289 containers
@@ -66,7 +60,8 @@ export class AppContainer implements NodeApp, ContainerOps {
   #core!: ProxyCore;
   #contact = '';
   #localUri = '';
-  readonly #legs = new WeakMap<SipSession, LegState>();
+  /** EarlyDialog: an INVITE's first 1xx with a To tag, held until its replica is written; later responses follow it. */
+  readonly #earlyWrites = new WeakMap<ServerTransaction, Promise<void>>();
   readonly #timers = new Map<string, NodeJS.Timeout>();
   readonly #nextHops = new Map<string, Destination>();
   /**
@@ -198,7 +193,7 @@ export class AppContainer implements NodeApp, ContainerOps {
       }
       // Not held here: a call whose node died is in the store (replication); load it and go on as its node would.
       if (mayRestore && appSession === undefined) {
-        this.#replicator!.restore(toTag, this.sessions, this.#node.stack.dialogs).then((restored) => {
+        this.#restore(toTag).then((restored) => {
           if (restored !== null) this.#apps.get(restored.appName)?.sessionActivated?.(restored);
           this.#route(req, tx, source, false);
         }, () => this.#route(req, tx, source, false));
@@ -223,9 +218,42 @@ export class AppContainer implements NodeApp, ContainerOps {
     }
   }
 
-  onStrayResponse(res: SipResponse, source: Source): void {
+  onStrayResponse(res: SipResponse, source: Source, mayRestore = true): void {
     if (this.#node.stack.dialogs.receiveStray2xx(res)) return;
+    // EarlyDialog: the callee's answer to an INVITE a dead node sent for a call it answers (B2BUA leg B, its tag
+    // ours): rebuild the call and its transactions from the store, then take the response as that node would have.
+    const fromTag = res.fromTag;
+    if (mayRestore && this.#replicator?.strategy === 'EarlyDialog' && fromTag !== null && fromTag.includes('.') && res.cseq.method === 'INVITE' &&
+      this.sessions.find(fromTag) === undefined) {
+      this.#restore(fromTag).then((restored) => {
+        if (restored !== null && restored.sessions.get(fromTag)?.outgoingInvite != null) this.#node.stack.transactions.receiveResponse(res, source);
+        else this.onStrayResponse(res, source, false);
+      }, () => this.onStrayResponse(res, source, false));
+      return;
+    }
     this.#core.forwardStray(res, source);
+  }
+
+  /** Loads a call from the store (see Replicator.restore), its pending transactions adopted by this node. */
+  #restore(key: string): Promise<SipApplicationSession | null> {
+    return this.#replicator!.restore(key, this.sessions, this.#node.stack.dialogs, (leg, pending) => {
+      const appName = leg.appSession.appName;
+      if (pending.invite !== null) {
+        const { request, source } = pending.invite;
+        const tx = this.#node.stack.transactions.adoptServer(request, source);
+        const wrapped = tx.context === null ? new IncomingRequest(request, tx, source, leg, this, appName) : (tx.context as UasContext).request;
+        tx.context = { kind: 'uas', request: wrapped } satisfies UasContext;
+        leg.pendingInvite = wrapped;
+        this.#earlyWrites.set(tx, Promise.resolve()); // its final response deletes the index by branch
+        this.#setupStarted(tx);
+      }
+      const inbound = leg.linked?.pendingInvite;
+      if (pending.outgoing !== null && inbound != null) {
+        leg.outgoingInvite = this.#node.stack.transactions.adoptClient(pending.outgoing.request, pending.outgoing.dest, {
+          onResponse: this.#legResponses(leg, inbound),
+        });
+      }
+    });
   }
 
   #dispatch(app: SipApplication, req: IncomingRequest): void {
@@ -288,6 +316,12 @@ export class AppContainer implements NodeApp, ContainerOps {
     const session = req.session;
     const status = res.status;
     const creates = req.isInitial && DIALOG_CREATING.has(req.method) && status > 100 && status < 300;
+    const held = this.#earlyWrites.get(tx);
+    if (held !== undefined && status >= 200) {
+      // EarlyDialog: the call's record no longer needs the INVITE; its index by branch goes with it.
+      this.#earlyWrites.delete(tx);
+      void this.#replicator!.deleteEarly(req.raw.topVia.branch ?? '');
+    }
     if (creates) {
       if (res.toTag === null) res.set('to', `${res.get('to')!};tag=${session.id}`);
       if (!res.has('contact')) res.set('contact', this.#contactFor(session.appSession));
@@ -297,6 +331,19 @@ export class AppContainer implements NodeApp, ContainerOps {
       }
     } else if (req.isInitial && status > 100 && res.toTag === null) {
       res.set('to', `${res.get('to')!};tag=${session.id}`); // §8.2.6.2: every response but 100 gets our tag
+    }
+    if (req.isInitial && req.method === 'INVITE') {
+      if (status >= 200) session.pendingInvite = null;
+      else if (status > 100 && session.pendingInvite === null && session.dialog !== null) {
+        session.pendingInvite = req;
+        if (this.#replicator?.strategy === 'EarlyDialog') {
+          // EarlyDialog: the replica of the early dialog and of the INVITE to answer exists before this 1xx leaves.
+          const written = this.#replicator.saveEarlySession(session.appSession, req.raw.topVia.branch ?? '');
+          this.#earlyWrites.set(tx, written);
+          void written.then(() => tx.respond(res));
+          return;
+        }
+      }
     }
     if (req.method === 'INVITE' && status >= 200 && status < 300 && session.dialog !== null) {
       const dialog = session.dialog;
@@ -313,7 +360,8 @@ export class AppContainer implements NodeApp, ContainerOps {
       else answer();
       return;
     }
-    tx.respond(res);
+    if (held !== undefined) void held.then(() => tx.respond(res)); // after the 1xx still waiting for its write
+    else tx.respond(res);
     if (status < 200) return;
     this.#setupEnded(tx);
     if ((req.method === 'INVITE' && status >= 300 && req.isInitial) || req.method === 'BYE') this.#endSession(session);
@@ -334,18 +382,19 @@ export class AppContainer implements NodeApp, ContainerOps {
 
   // ---- CANCEL ----
 
-  #onCancel(cancel: SipRequest, tx: ServerTransaction): void {
+  #onCancel(cancel: SipRequest, tx: ServerTransaction, mayRestore = true): void {
     const invite = this.#node.stack.transactions.findInviteForCancel(cancel);
     const ctx = invite?.context as UasContext | { server: ServerTransaction } | null | undefined;
-    if (invite === undefined && this.#replicator?.strategy === 'EarlyDialog') {
+    if (invite === undefined && mayRestore && this.#replicator?.strategy === 'EarlyDialog') {
       // EarlyDialog: the INVITE may be a ringing call of a node that died; rebuild its transactions from the store.
       const branch = cancel.topVia.branch ?? '';
-      void this.#replicator.loadEarly(branch).then((early) => {
-        if (early !== null && this.#node.stack.transactions.findInviteForCancel(cancel) === undefined) {
-          this.#core.adopt(early.invite, { ...early.source, localHost: '', localPort: 0 }, early.branches);
+      void this.#replicator.loadEarly(branch).then(async (early) => {
+        if (early?.kind === 'session') await this.#restore(early.session);
+        else if (early !== null && this.#node.stack.transactions.findInviteForCancel(cancel) === undefined) {
+          this.#core.adopt(early.invite, early.source, early.branches);
           void this.#replicator!.deleteEarly(branch);
         }
-        this.#core.receive(cancel, tx);
+        this.#onCancel(cancel, tx, false);
       });
       return;
     }
@@ -360,7 +409,7 @@ export class AppContainer implements NodeApp, ContainerOps {
     const linked = session.linked;
     if (linked !== null) {
       // B2BUA: cancel the other leg; its 487 comes back and is relayed.
-      this.#legs.get(linked)?.invite?.cancel();
+      linked.outgoingInvite?.cancel();
       return;
     }
     if (invite.lastStatus < 200) {
@@ -554,43 +603,43 @@ export class AppContainer implements NodeApp, ContainerOps {
 
   /** Sends the outgoing leg's INVITE and relays its responses to the incoming leg. */
   #startLeg(out: OutgoingRequest, inbound: IncomingRequest): void {
-    const b = out.session;
-    const a = inbound.session;
-    const leg: LegState = { invite: null };
-    this.#legs.set(b, leg);
     const dest = out.via !== undefined ? this.#nextHop(out.via) : this.#node.stack.dialogs.destinationOf(out.raw);
+    out.session.outgoingInvite = this.#node.stack.transactions.request(out.raw, dest, { onResponse: this.#legResponses(out.session, inbound) });
+  }
+
+  /** Leg B's responses, relayed to leg A (`inbound`, the INVITE it answers). */
+  #legResponses(b: SipSession, inbound: IncomingRequest): (res: SipResponse, ct: ClientTransaction) => void {
+    const a = inbound.session;
     const app = this.#apps.get(b.appSession.appName)!;
-    leg.invite = this.#node.stack.transactions.request(out.raw, dest, {
-      onResponse: (res, ct) => {
-        const status = res.status;
-        if (status === 100) return;
-        if (status >= 200) leg.invite = null;
-        if (res.toTag !== null && status < 300 && b.dialog === null) {
-          b.dialog = this.#node.stack.dialogs.add(Dialog.fromUac(ct.request, res));
-        } else if (b.dialog !== null) {
-          b.dialog.receiveResponse(res);
-        }
-        this.#responseHandler(app, new IncomingResponse(res, b, false, this));
-        const answered = inbound.tx === null || inbound.tx.lastStatus >= 200;
-        if (status >= 200 && status < 300) {
-          this.#node.stack.dialogs.ack(b.dialog!, res);
-          if (answered) {
-            // The caller gave up (CANCEL crossed the 2xx): hang up the callee.
-            this.#sendInDialog(b, 'BYE', undefined, () => {});
-            this.#endSession(b);
-            return;
-          }
-        }
-        if (answered) return;
-        const relay = inbound.createResponse(status, res.reason);
-        if (res.body.length > 0) relay.setBody(res.body, res.get('content-type'));
-        relay.send();
-        if (status >= 300) {
+    return (res, ct) => {
+      const status = res.status;
+      if (status === 100) return;
+      if (status >= 200) b.outgoingInvite = null;
+      if (res.toTag !== null && status < 300 && b.dialog === null) {
+        b.dialog = this.#node.stack.dialogs.add(Dialog.fromUac(ct.request, res));
+      } else if (b.dialog !== null) {
+        b.dialog.receiveResponse(res);
+      }
+      this.#responseHandler(app, new IncomingResponse(res, b, false, this));
+      const answered = inbound.tx === null || inbound.tx.lastStatus >= 200;
+      if (status >= 200 && status < 300) {
+        this.#node.stack.dialogs.ack(b.dialog!, res);
+        if (answered) {
+          // The caller gave up (CANCEL crossed the 2xx): hang up the callee.
+          this.#sendInDialog(b, 'BYE', undefined, () => {});
           this.#endSession(b);
-          this.#endSession(a);
+          return;
         }
-      },
-    });
+      }
+      if (answered) return;
+      const relay = inbound.createResponse(status, res.reason);
+      if (res.body.length > 0) relay.setBody(res.body, res.get('content-type'));
+      relay.send();
+      if (status >= 300) {
+        this.#endSession(b);
+        this.#endSession(a);
+      }
+    };
   }
 
   // ---- UAC ----
@@ -679,9 +728,15 @@ export class AppContainer implements NodeApp, ContainerOps {
         fire();
         return;
       }
-      // Fires only if this node still owns it (exactly once across the cluster).
+      // Fires only if this node still owns it (exactly once across the cluster); one write then covers the timer
+      // gone and what its handler changed (a 2xx it sent waits for that write, so it makes none of its own).
       appSession.timers.delete(id);
-      void this.#replicator!.takeTimer(appSession, id).then((mine) => { if (mine) fire(); });
+      const r = this.#replicator!;
+      void r.takeTimer(id).then((mine) => {
+        if (!mine) return;
+        fire();
+        if (appSession.valid && r.isReplicated(appSession)) void r.save(appSession);
+      });
     }, Math.max(0, fireAt - Date.now())));
     return timer;
   }
@@ -695,7 +750,7 @@ export class AppContainer implements NodeApp, ContainerOps {
     if (r === null) return 0;
     let taken = 0;
     for (const t of await r.claimTimersOf(dead, survivors)) {
-      const s = await r.restore(t.session, this.sessions, this.#node.stack.dialogs);
+      const s = await this.#restore(t.session);
       const pending = s?.timers.get(t.id);
       if (s === null || pending === undefined) {
         await r.store.deleteTimer(t.id).catch(() => {});

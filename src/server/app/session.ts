@@ -1,6 +1,8 @@
 import { newTag } from '../../sip/transaction/keys.ts';
 import type { Dialog } from '../../sip/dialog/dialog.ts';
 import { Attributes, type JsonValue } from './attributes.ts';
+import type { ClientTransaction } from '../../sip/transaction/client.ts';
+import type { IncomingRequest } from './messages.ts';
 
 export type SessionRole = 'unset' | 'uas' | 'uac' | 'proxy';
 
@@ -33,6 +35,13 @@ export class SipSession extends AttributeHolder {
   dialog: Dialog | null = null;
   /** The other leg of a B2BUA. */
   linked: SipSession | null = null;
+  /**
+   * The initial INVITE this leg received, from its first provisional response until its final one: what a handler
+   * answers later (a ring timer). Under EarlyDialog a survivor rebuilds it, so a timer that fires there can answer.
+   */
+  pendingInvite: IncomingRequest | null = null;
+  /** The INVITE this leg sent (UAC, B2BUA leg B) while it has no final response: what a CANCEL cancels. */
+  outgoingInvite: ClientTransaction | null = null;
   #valid = true;
 
   constructor(id: string, appSession: SipApplicationSession) {
@@ -54,6 +63,8 @@ export class SipSession extends AttributeHolder {
   invalidate(): void {
     if (!this.#valid) return;
     this.#valid = false;
+    this.pendingInvite = null;
+    this.outgoingInvite = null;
     this.dialog?.terminate();
     this.appSession.removeSession(this);
   }
