@@ -29,6 +29,8 @@ export interface NodeStatus {
   calls: number;
   /** Calls being set up (initial INVITEs not answered yet). */
   settingUp: number;
+  /** Of those, INVITEs the node has not answered at all yet (lost if it dies, whatever the strategy). */
+  unanswered: number;
   unknownDialogs: number;
   /** Replication writes, bytes and failovers (calls continued here), since the node started; null: off. */
   replication: { writes: number; bytes: number; failovers: number } | null;
@@ -112,7 +114,7 @@ export class Balancer {
       control: `udp:${this.#options.control.host}:${this.membership.port}`,
       nodes: this.membership.members.map((m) => ({
         id: m.id, pid: m.pid, boot: m.boot, version: m.version, state: m.state, sip: m.addresses.map(fmt),
-        calls: m.dead ? 0 : m.calls, settingUp: m.dead ? 0 : m.settingUp, unknownDialogs: m.unknownDialogs, replication: m.replication, traffic: this.forwarder.traffic.get(m.id) ?? { newCalls: 0, requests: 0, responses: 0 },
+        calls: m.dead ? 0 : m.calls, settingUp: m.dead ? 0 : m.settingUp, unanswered: m.dead ? 0 : m.unanswered, unknownDialogs: m.unknownDialogs, replication: m.replication, traffic: this.forwarder.traffic.get(m.id) ?? { newCalls: 0, requests: 0, responses: 0 },
         deadReason: m.deadReason,
       })).sort((a, b) => (a.id < b.id ? -1 : 1)),
       counters: { ...this.forwarder.counters, ...this.membership.counters },

@@ -18,6 +18,7 @@ export class Member implements RoutingNode {
   calls = 0;
   unknownDialogs = 0;
   settingUp = 0;
+  unanswered = 0;
   replication: { writes: number; bytes: number; failovers: number } | null = null;
   pid = 0;
   seq = 0;
@@ -213,6 +214,7 @@ export class Membership {
     m.draining = a.draining;
     m.calls = a.calls;
     m.settingUp = typeof a.settingUp === 'number' ? a.settingUp : 0;
+    m.unanswered = typeof a.unanswered === 'number' ? a.unanswered : 0;
     m.unknownDialogs = typeof a.unknownDialogs === 'number' ? a.unknownDialogs : 0;
     m.replication = typeof a.replication === 'object' && a.replication !== null ? a.replication : null;
     m.pid = a.pid;

@@ -25,6 +25,8 @@ export interface NodeLoad {
   calls: number;
   /** Calls being set up: initial INVITEs without a final response yet. */
   settingUp?: number;
+  /** Of those, INVITEs with no response yet but 100 (a proxied one: no final response yet). */
+  unanswered?: number;
   unknownDialogs: number;
   /** Replication: records written, bytes written, calls continued here after their node died. */
   replication?: { writes: number; bytes: number; failovers: number };

@@ -133,8 +133,17 @@ export class Replicator {
     return p;
   }
 
+  /** Whether a handler changed an attribute of the call (or of a leg) since its record was last serialised. */
+  static attributesChanged(s: SipApplicationSession): boolean {
+    if (s.attributes.dirty) return true;
+    for (const leg of s.sessions.values()) if (leg.attributes.dirty) return true;
+    return false;
+  }
+
   async #write(s: SipApplicationSession): Promise<void> {
     const data = JSON.stringify(Replicator.record(s));
+    s.attributes.dirty = false;
+    for (const leg of s.sessions.values()) leg.attributes.dirty = false;
     const last = this.#written.get(s);
     if (last !== undefined && last.data === data) return;
     try {

@@ -57,19 +57,21 @@ async function killDuringCalls(app: string, transport: SippTransport, store?: st
     const calls = startSipp({ sf: f.uac, remote: cluster.sip, localIp: '127.0.0.1', localPort: callerPort, transport, rate: 20, maxCalls: 300, callLimit: 400, timeoutSec: 60, recvTimeoutMs: 15_000, extraArgs: [...(f.pauseAt === 'uac' ? pause : []), '-cp', String(control)] });
     const killAt = KILL_AT[flow] ?? 100;
     await waitUntil(`${killAt} calls in progress`, async () => (await cluster.status()).nodes.reduce((a, n) => a + n.calls, 0) >= killAt, 20_000);
-    // ConfirmedDialog and EarlyDialog cover calls from their first answer on: an INVITE not answered yet when its
-    // node dies is lost over TCP (the caller does not retransmit). So new calls pause (SIPp's 'p' command) until no
-    // call is being set up, the node dies, and new calls go on; with EarlyDialog, ringing calls are the point.
+    // ConfirmedDialog covers calls from their 2xx on, EarlyDialog from their first 1xx with a To tag: an INVITE not
+    // answered at all when its node dies is lost over TCP (the caller does not retransmit; flows row 1-4). So new
+    // calls pause (SIPp's 'p' command) until no call is being set up (ConfirmedDialog flows) or none is unanswered
+    // (ringing flows: ringing calls are the point), the node dies, and new calls go on.
     const sippControl = dgram.createSocket('udp4');
     const toggleNewCalls = (): Promise<void> => new Promise((resolve) => sippControl.send('p', control, '127.0.0.1', () => resolve()));
     const ringingMatters = flow === 'ringing' || flow === 'cancel' || flow === 'node-ringing' || flow === 'node-cancel';
-    if (!ringingMatters) {
-      await toggleNewCalls();
-      await waitUntil('no call being set up', async () => (await cluster.status()).nodes.every((n) => n.settingUp === 0), 5_000);
-    }
+    await toggleNewCalls();
+    // (Over UDP the caller retransmits an unanswered INVITE and a survivor takes it as a new call; a proxied INVITE
+    // counts as unanswered until its final response, hence TCP only.)
+    if (ringingMatters && transport === 'tcp') await waitUntil('no INVITE unanswered', async () => (await cluster.status()).nodes.every((n) => n.unanswered === 0), 5_000);
+    else if (!ringingMatters) await waitUntil('no call being set up', async () => (await cluster.status()).nodes.every((n) => n.settingUp === 0), 5_000);
     const victim = await cluster.node('node-2');
     process.kill(victim.pid, 'SIGKILL');
-    if (!ringingMatters) await toggleNewCalls();
+    await toggleNewCalls();
     sippControl.close();
     console.log(`# killed node-2 holding ${victim.calls} calls (${victim.settingUp} being set up); cluster: ${JSON.stringify((await cluster.status()).nodes.map((n) => [n.id, n.calls, n.settingUp]))}`);
     const r = await calls.done;

@@ -15,6 +15,7 @@ export interface ClusterNode {
   sip: string[];
   calls: number;
   settingUp: number;
+  unanswered: number;
   unknownDialogs: number;
   replication: { writes: number; bytes: number; failovers: number } | null;
   traffic: { newCalls: number; requests: number; responses: number };

@@ -8,7 +8,7 @@ import type { ServerTransaction } from '../../sip/transaction/server.ts';
 import { uriDestination } from '../../sip/transport/transport-layer.ts';
 import { parseHostPort, type Destination, type Source } from '../../sip/transport/types.ts';
 import { AFFINITY_PARAM, affinityKey } from '../cluster/affinity.ts';
-import type { Replicator } from '../replication.ts';
+import { Replicator } from '../replication.ts';
 import type { NodeApp, NodeLoad, SipNode } from '../node.ts';
 import { ProxyCore, type ProxyTarget } from '../proxy.ts';
 import { assertJson, type JsonValue } from './attributes.ts';
@@ -39,6 +39,19 @@ const DIALOG_CREATING = new Set(['INVITE', 'SUBSCRIBE', 'REFER']);
 /** Request method → handler name, without a toLowerCase per request. */
 const HANDLER_OF: ReadonlyMap<string, HandledMethod> = new Map(HANDLED_METHODS.map((m) => [m.toUpperCase(), m]));
 
+/**
+ * EarlyDialog: the first 1xx with a To tag of an INVITE this node answers, held until the early replica is written.
+ * A final response sent in the same handler run makes that write useless: the 1xx then waits for the final's.
+ */
+interface EarlyHold {
+  /** Resolves once the 1xx has left (responses sent after it wait for this). */
+  sent: Promise<void>;
+  /** The final response's write (2xx) or nothing to wait for; null while none was sent. */
+  final: Promise<void> | null;
+  /** The early replica was written (so the final response deletes its index by branch). */
+  written: boolean;
+}
+
 /** What a server transaction's context holds when the container answers it (UAS or B2BUA leg A). */
 interface UasContext {
   kind: 'uas';
@@ -61,7 +74,7 @@ export class AppContainer implements NodeApp, ContainerOps {
   #contact = '';
   #localUri = '';
   /** EarlyDialog: an INVITE's first 1xx with a To tag, held until its replica is written; later responses follow it. */
-  readonly #earlyWrites = new WeakMap<ServerTransaction, Promise<void>>();
+  readonly #earlyHolds = new WeakMap<ServerTransaction, EarlyHold>();
   readonly #timers = new Map<string, NodeJS.Timeout>();
   readonly #nextHops = new Map<string, Destination>();
   /**
@@ -107,15 +120,28 @@ export class AppContainer implements NodeApp, ContainerOps {
   /** Initial INVITEs without a final response yet: calls being set up (what ConfirmedDialog does not cover). */
   readonly #inSetup = new WeakSet<ServerTransaction>();
   #settingUp = 0;
+  /** Of those, INVITEs not answered at all yet (see #answered). */
+  readonly #unanswered = new WeakSet<ServerTransaction>();
+  #unansweredCount = 0;
 
-  #setupStarted(tx: ServerTransaction): void {
+  #setupStarted(tx: ServerTransaction, answered = false): void {
     if (this.#inSetup.has(tx)) return;
     this.#inSetup.add(tx);
     this.#settingUp++;
+    if (answered) return;
+    this.#unanswered.add(tx);
+    this.#unansweredCount++;
+  }
+
+  /** The INVITE got its first response with a To tag (what makes a call early), or a final one. */
+  #answered(tx: ServerTransaction): void {
+    if (this.#unanswered.delete(tx)) this.#unansweredCount--;
   }
 
   #setupEnded(tx: ServerTransaction | null): void {
-    if (tx !== null && this.#inSetup.delete(tx)) this.#settingUp--;
+    if (tx === null) return;
+    this.#answered(tx);
+    if (this.#inSetup.delete(tx)) this.#settingUp--;
   }
 
   /** Calls in progress (application sessions alive), and in-dialog requests for calls not held here. */
@@ -124,6 +150,7 @@ export class AppContainer implements NodeApp, ContainerOps {
     return {
       calls: this.sessions.size,
       settingUp: this.#settingUp,
+      unanswered: this.#unansweredCount,
       unknownDialogs: this.counters.unknownDialogs,
       ...(r === undefined ? {} : { replication: { writes: r.writes, bytes: r.bytes, failovers: r.failovers } }),
     };
@@ -244,8 +271,8 @@ export class AppContainer implements NodeApp, ContainerOps {
         const wrapped = tx.context === null ? new IncomingRequest(request, tx, source, leg, this, appName) : (tx.context as UasContext).request;
         tx.context = { kind: 'uas', request: wrapped } satisfies UasContext;
         leg.pendingInvite = wrapped;
-        this.#earlyWrites.set(tx, Promise.resolve()); // its final response deletes the index by branch
-        this.#setupStarted(tx);
+        this.#earlyHolds.set(tx, { sent: Promise.resolve(), final: null, written: true }); // its final deletes the index
+        this.#setupStarted(tx, true);
       }
       const inbound = leg.linked?.pendingInvite;
       if (pending.outgoing !== null && inbound != null) {
@@ -316,11 +343,12 @@ export class AppContainer implements NodeApp, ContainerOps {
     const session = req.session;
     const status = res.status;
     const creates = req.isInitial && DIALOG_CREATING.has(req.method) && status > 100 && status < 300;
-    const held = this.#earlyWrites.get(tx);
-    if (held !== undefined && status >= 200) {
-      // EarlyDialog: the call's record no longer needs the INVITE; its index by branch goes with it.
-      this.#earlyWrites.delete(tx);
-      void this.#replicator!.deleteEarly(req.raw.topVia.branch ?? '');
+    const hold = this.#earlyHolds.get(tx);
+    if (hold !== undefined && status >= 200) {
+      this.#earlyHolds.delete(tx);
+      hold.final = Promise.resolve(); // a 2xx replaces it with its write, below
+      // The call's record no longer needs the INVITE; its index by branch goes with it.
+      if (hold.written) void this.#replicator!.deleteEarly(req.raw.topVia.branch ?? '');
     }
     if (creates) {
       if (res.toTag === null) res.set('to', `${res.get('to')!};tag=${session.id}`);
@@ -336,11 +364,20 @@ export class AppContainer implements NodeApp, ContainerOps {
       if (status >= 200) session.pendingInvite = null;
       else if (status > 100 && session.pendingInvite === null && session.dialog !== null) {
         session.pendingInvite = req;
-        if (this.#replicator?.strategy === 'EarlyDialog') {
-          // EarlyDialog: the replica of the early dialog and of the INVITE to answer exists before this 1xx leaves.
-          const written = this.#replicator.saveEarlySession(session.appSession, req.raw.topVia.branch ?? '');
-          this.#earlyWrites.set(tx, written);
-          void written.then(() => tx.respond(res));
+        const r = this.#replicator;
+        if (r?.strategy === 'EarlyDialog') {
+          // EarlyDialog: the replica of the early dialog and of the INVITE to answer exists before this 1xx leaves
+          // (written once the handler's run is over, unless it answered the call meanwhile).
+          const h: EarlyHold = { sent: Promise.resolve(), final: null, written: false };
+          h.sent = Promise.resolve().then(() => {
+            if (h.final !== null) return h.final;
+            h.written = true;
+            return r.saveEarlySession(session.appSession, req.raw.topVia.branch ?? '');
+          }).then(() => {
+            tx.respond(res);
+            this.#answered(tx);
+          });
+          this.#earlyHolds.set(tx, h);
           return;
         }
       }
@@ -355,14 +392,22 @@ export class AppContainer implements NodeApp, ContainerOps {
       // it confirmed (as it is once the 2xx is out), so the ACK has nothing to change.
       if (this.#replicator !== null) {
         dialog.confirm();
-        void this.#replicator.save(session.appSession).then(answer);
+        const written = this.#replicator.save(session.appSession);
+        if (hold === undefined) void written.then(answer);
+        else {
+          hold.final = written;
+          void Promise.all([written, hold.sent]).then(answer);
+        }
       }
       else answer();
       return;
     }
-    if (held !== undefined) void held.then(() => tx.respond(res)); // after the 1xx still waiting for its write
+    if (hold !== undefined) void hold.sent.then(() => tx.respond(res)); // after the 1xx still waiting for its write
     else tx.respond(res);
-    if (status < 200) return;
+    if (status < 200) {
+      if (hold === undefined && res.toTag !== null) this.#answered(tx);
+      return;
+    }
     this.#setupEnded(tx);
     if ((req.method === 'INVITE' && status >= 300 && req.isInitial) || req.method === 'BYE') this.#endSession(session);
     else if (session.dialog === null && session.role === 'unset') session.invalidate(); // nothing else to come
@@ -465,7 +510,7 @@ export class AppContainer implements NodeApp, ContainerOps {
         if (status >= 300) session?.appSession.invalidate();
       },
       // EarlyDialog: from the first 1xx with a To tag, a survivor can finish the setup (CANCEL, final responses).
-      onEarly: early ? (branches) => this.#replicator!.saveEarly(req.raw, req.source, branches) : undefined,
+      onEarly: early ? (branches) => this.#replicator!.saveEarly(req.raw, req.source, branches).then(() => this.#answered(serverTx!)) : undefined,
     });
   }
 
@@ -533,9 +578,13 @@ export class AppContainer implements NodeApp, ContainerOps {
     if (session.linked !== null) this.#relayInDialog(wrapped, session.linked);
     else this.#dispatch(app, wrapped);
     // Later changes (CSeqs, target refresh, attributes) reach the replica (and a call whose first write failed, the
-    // store being down, gets one now); an ended call's record is deleted.
+    // store being down, gets one now); an ended call's record is deleted. An ACK changes no dialog state (the 2xx
+    // it acknowledges was replicated confirmed): only what its handler changed is written.
     const appSession = session.appSession;
-    if (this.#replicator !== null && appSession.valid) void this.#replicator.save(appSession);
+    const r = this.#replicator;
+    if (r !== null && appSession.valid && (req.method !== 'ACK' || !r.isReplicated(appSession) || Replicator.attributesChanged(appSession))) {
+      void r.save(appSession);
+    }
   }
 
   /** B2BUA: an in-dialog request on one leg becomes the same request on the other (§ issue: pass-through). */

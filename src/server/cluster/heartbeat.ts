@@ -19,6 +19,8 @@ export interface NodeAnnouncement {
   /** Calls (application sessions) in progress. */
   calls: number;
   settingUp?: number;
+  /** Of those, INVITEs not answered at all yet (no 1xx with a To tag): what a node's death loses under any strategy. */
+  unanswered?: number;
   /** In-dialog requests that reached this node for calls it did not hold (since its start). */
   unknownDialogs: number;
   replication?: { writes: number; bytes: number; failovers: number };
@@ -132,7 +134,7 @@ export interface HeartbeatSenderOptions {
   /** Local address to send from (the node's own, so a balancer's probe of it reaches this process). */
   bindHost?: string;
   /** Calls in progress and requests for unknown dialogs, read at each heartbeat. */
-  load?: () => Pick<NodeAnnouncement, 'calls' | 'settingUp' | 'unknownDialogs' | 'replication'>;
+  load?: () => Pick<NodeAnnouncement, 'calls' | 'settingUp' | 'unanswered' | 'unknownDialogs' | 'replication'>;
 }
 
 /**
@@ -197,7 +199,7 @@ export class HeartbeatSender {
     const load = o.load();
     const data = encodeHeartbeat({
       id: o.id, boot: this.boot, version: o.version, addresses: o.addresses, draining: this.#draining,
-      calls: load.calls, settingUp: load.settingUp ?? 0, unknownDialogs: load.unknownDialogs, ...(load.replication === undefined ? {} : { replication: load.replication }), pid: process.pid, seq: ++this.#seq, ts: Date.now(),
+      calls: load.calls, settingUp: load.settingUp ?? 0, unanswered: load.unanswered ?? 0, unknownDialogs: load.unknownDialogs, ...(load.replication === undefined ? {} : { replication: load.replication }), pid: process.pid, seq: ++this.#seq, ts: Date.now(),
     }, o.secret);
     for (const t of o.targets) socket.send(data, t.port, t.host);
     this.sent++;
