@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
-# npm "pretest": the interop tests drive real SIP peers (SIPp, Kamailio, sipsak).
+# npm "pretest": the interop tests drive real SIP peers (SIPp, Kamailio, sipsak), and the dashboard test a real
+# headless browser (Debian's chromium, driven by playwright-core).
 # Quiet when they are all present; installs them when running as root (CI, containers);
 # otherwise names the packages and fails, so a missing peer is never a confusing test error.
 set -euo pipefail
 
 # binary -> Debian package that provides it
-declare -A PKG_OF=([sipp]=sip-tester [kamailio]=kamailio [sipsak]=sipsak)
-PACKAGES="sip-tester kamailio sipsak"
+declare -A PKG_OF=([sipp]=sip-tester [kamailio]=kamailio [sipsak]=sipsak [chromium]=chromium)
+PACKAGES="sip-tester kamailio sipsak chromium"
 
 missing=()
-for bin in sipp kamailio sipsak; do
+for bin in sipp kamailio sipsak chromium; do
   # kamailio lives in /usr/sbin, which is not on every non-root PATH
   if ! command -v "$bin" >/dev/null 2>&1 && [ ! -x "/usr/sbin/$bin" ]; then
     missing+=("$bin (package ${PKG_OF[$bin]})")
@@ -23,7 +24,7 @@ if [ "${EUID:-$(id -u)}" -eq 0 ]; then
   echo "ensure-peers: installing $PACKAGES with apt-get" >&2
   apt-get update
   DEBIAN_FRONTEND=noninteractive apt-get install -y $PACKAGES
-  for bin in sipp kamailio sipsak; do
+  for bin in sipp kamailio sipsak chromium; do
     if ! command -v "$bin" >/dev/null 2>&1 && [ ! -x "/usr/sbin/$bin" ]; then
       echo "ensure-peers: $bin still missing after install" >&2
       exit 1

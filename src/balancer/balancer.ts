@@ -36,6 +36,10 @@ export interface NodeStatus {
   replication: { writes: number; bytes: number; failovers: number } | null;
   traffic: NodeTraffic;
   deadReason: string | null;
+  /** Since its last heartbeat (ms). */
+  heartbeatAgeMs: number;
+  /** Its own admin endpoint (metrics), when it announces one. */
+  admin: string | null;
 }
 
 export interface BalancerStatus {
@@ -77,6 +81,7 @@ export class Balancer {
     const log = options.log;
     membership.onEvent = (e) => {
       log?.(describe(e));
+      for (const l of b.#listeners) l(e);
       if (e.type === 'dead') b.#announceDeath(e.member.id);
       for (const w of [...b.#waiters]) w();
     };
@@ -103,11 +108,20 @@ export class Balancer {
     for (const ms of [100, 300]) setTimeout(send, ms).unref();
   }
 
+  readonly #listeners = new Set<(e: MembershipEvent) => void>();
+
+  /** Calls `listener` at every membership change (a node joined, died, restarted, drained); returns the unsubscribe. */
+  subscribe(listener: (e: MembershipEvent) => void): () => void {
+    this.#listeners.add(listener);
+    return () => { this.#listeners.delete(listener); };
+  }
+
   get controlPort(): number {
     return this.membership.port;
   }
 
   status(): BalancerStatus {
+    const now = Date.now();
     return {
       external: this.forwarder.external.listening.map(fmt),
       internal: this.forwarder.internal.listening.map(fmt),
@@ -115,7 +129,7 @@ export class Balancer {
       nodes: this.membership.members.map((m) => ({
         id: m.id, pid: m.pid, boot: m.boot, version: m.version, state: m.state, sip: m.addresses.map(fmt),
         calls: m.dead ? 0 : m.calls, settingUp: m.dead ? 0 : m.settingUp, unanswered: m.dead ? 0 : m.unanswered, unknownDialogs: m.unknownDialogs, replication: m.replication, traffic: this.forwarder.traffic.get(m.id) ?? { newCalls: 0, requests: 0, responses: 0 },
-        deadReason: m.deadReason,
+        deadReason: m.deadReason, heartbeatAgeMs: now - m.lastSeen, admin: m.admin,
       })).sort((a, b) => (a.id < b.id ? -1 : 1)),
       counters: { ...this.forwarder.counters, ...this.membership.counters },
     };

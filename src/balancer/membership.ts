@@ -19,6 +19,7 @@ export class Member implements RoutingNode {
   unknownDialogs = 0;
   settingUp = 0;
   unanswered = 0;
+  admin: string | null = null;
   replication: { writes: number; bytes: number; failovers: number } | null = null;
   pid = 0;
   seq = 0;
@@ -215,6 +216,7 @@ export class Membership {
     m.calls = a.calls;
     m.settingUp = typeof a.settingUp === 'number' ? a.settingUp : 0;
     m.unanswered = typeof a.unanswered === 'number' ? a.unanswered : 0;
+    m.admin = typeof a.admin === 'string' && a.admin.length < 200 ? a.admin : null;
     m.unknownDialogs = typeof a.unknownDialogs === 'number' ? a.unknownDialogs : 0;
     m.replication = typeof a.replication === 'object' && a.replication !== null ? a.replication : null;
     m.pid = a.pid;

@@ -1,5 +1,6 @@
 import { parseArgs } from 'node:util';
-import { startAdminServer } from '../admin/server.ts';
+import { adminToken, startBalancerAdmin } from '../admin/balancer-admin.ts';
+import { checkAdminBinding } from '../admin/server.ts';
 import { Balancer } from '../balancer/balancer.ts';
 import type { ListenAddress, TransportProtocol } from '../sip/transport/types.ts';
 import { ConfigError, hostPort, parseTransports, positiveInt } from './config.ts';
@@ -41,6 +42,8 @@ export async function runBalancer(argv: string[]): Promise<number> {
   const first = ext[0]!;
   const internal = values.internal === undefined ? { host: first.host, port: first.port + 1 } : hostPort('--internal', values.internal);
   const control = values.control === undefined ? { host: internal.host, port: internal.port + 1 } : hostPort('--control', values.control);
+  const adminAt = values.admin === undefined ? null : hostPort('--admin', values.admin, 0);
+  if (adminAt !== null) checkAdminBinding(adminAt.host, adminToken()); // before binding anything
   const balancer = await Balancer.start({
     external: ext.flatMap((hp) => listenOn(protocols, hp)),
     internal: listenOn(protocols, internal),
@@ -49,10 +52,7 @@ export async function runBalancer(argv: string[]): Promise<number> {
     deadAfterMs: positiveInt('--dead-after-ms', values['dead-after-ms'], 250, false),
     log: logLine,
   });
-  const admin = values.admin === undefined ? null : await (async () => {
-    const hp = hostPort('--admin', values.admin!, 0);
-    return startAdminServer(hp.host, hp.port, { status: () => balancer.status(), drain: (id, d) => balancer.drain(id, d) });
-  })();
+  const admin = adminAt === null ? null : await startBalancerAdmin(balancer, adminAt.host, adminAt.port, { token: adminToken() });
   const st = balancer.status();
   logLine(`sipfleet balancer: external ${st.external.join(' ')}, internal ${st.internal.join(' ')}, control ${st.control}${admin === null ? '' : `, admin ${admin.url}`}`);
   await new Promise<void>((resolve) => {

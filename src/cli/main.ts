@@ -2,7 +2,10 @@ import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import type { AppOptions } from '../server/app-options.ts';
-import { SipNode, type NodeApp } from '../server/node.ts';
+import { SipNode, type NodeApp, type NodeLoad } from '../server/node.ts';
+import { NodeMetrics } from '../admin/metrics.ts';
+import { checkAdminBinding, startAdminServer } from '../admin/server.ts';
+import { adminToken } from '../admin/balancer-admin.ts';
 import { readFileSync } from 'node:fs';
 import { AppContainer } from '../server/app/container.ts';
 import { RouterConfigError, type RouteRule } from '../server/app/router.ts';
@@ -35,6 +38,8 @@ Commands:
               --option KEY=VALUE    an option for the app (repeatable)
               --t1 MS --t2 MS --t4 MS  RFC 3261 timer values
               --trace-sip           print every SIP message sent and received
+              --admin HOST:PORT     HTTP endpoint: GET /metrics (Prometheus), GET /status (loopback, or
+                                    SIPFLEET_ADMIN_TOKEN required); sipfleet up gives each node one
               --store URL           location/credential store: sqlite:PATH, redis://…, postgres://…
                                     (turns on the registrar)
               --auth-realm REALM    digest-authenticate REGISTER (secret: SIPFLEET_AUTH_SECRET)
@@ -55,7 +60,7 @@ Commands:
               --control HOST:PORT   heartbeats from nodes (UDP; default: internal host, port + 1)
               --transport T         udp, tcp or udp,tcp (default udp)
               --dead-after-ms N     a silent node is dead after N ms (default 250)
-              --admin HOST:PORT     HTTP status/drain endpoint (for sipfleet status --admin)
+              --admin HOST:PORT     HTTP admin: /status, drain, /metrics, dashboard at / (for sipfleet status --admin)
   up        a local cluster: a balancer and N nodes on the embedded store
               --nodes N --app NAME|PATH --route-to HOST:PORT --listen HOST:PORT --transport T
               --store URL --replication S --sip-stack-properties FILE --data DIR
@@ -173,6 +178,7 @@ async function runNode(argv: string[]): Promise<number> {
       'node-version': { type: 'string' },
       replication: { type: 'string' },
       'sip-stack-properties': { type: 'string' },
+      admin: { type: 'string' },
     },
     strict: true,
   });
@@ -237,12 +243,15 @@ async function runNode(argv: string[]): Promise<number> {
     throw new ConfigError('SIPFLEET_CLUSTER_SECRET', 'the cluster secret must be set in the environment when --cluster-control is given');
   }
   const heartbeatMs = positiveInt('--heartbeat-ms', values['heartbeat-ms'], 50, false);
+  // The node's metrics (GET /metrics on --admin); made first: the replicator reports its store latency to them.
+  const metrics = values.admin === undefined ? null : new NodeMetrics(values['node-id'] ?? values.admin);
+  const adminAt = values.admin === undefined ? null : hostPort('--admin', values.admin, 0);
+  if (adminAt !== null) checkAdminBinding(adminAt.host, adminToken());
   let replicator: Replicator | null = null;
   if (strategy !== 'None' && stores !== null && (stores.sessions !== null || values.replication !== undefined || fromProperties !== undefined)) {
     // Asked for explicitly on a store that keeps no calls (PostgreSQL): say so. By default, replication is simply off there.
     if (stores.sessions === null) throw new ConfigError('--replication', `${strategy} needs a store that holds sessions (sqlite: or redis:); give --replication None with this store`);
-    replicator = new Replicator(stores.sessions, strategy, values['node-id'] ?? 'local');
-    if (strategy === 'EarlyDialog') process.stderr.write('sipfleet: EarlyDialog: proxied calls are replicated from their first 1xx; calls this node answers itself (uas, b2bua legs) from CONFIRMED\n');
+    replicator = new Replicator(stores.sessions, strategy, values['node-id'] ?? 'local', metrics?.observeStore);
   }
   const app = await loadApps(values.app ?? ['uas'], appOptions, values.router, replicator);
   const timers = {
@@ -252,6 +261,15 @@ async function runNode(argv: string[]): Promise<number> {
   };
   const node = await SipNode.start({ listen, app, timers, outboundProxy: outbound });
   let heartbeat: HeartbeatSender | null = null;
+  const load = (): NodeLoad => app.load?.() ?? { calls: 0, unknownDialogs: 0 };
+  const admin = adminAt === null ? null : await startAdminServer(adminAt.host, adminAt.port, {
+    status: () => ({ id: values['node-id'] ?? null, sip: node.stack.transport.listening, ...load() }),
+    metrics: async () => ({ contentType: metrics!.registry.contentType, body: await metrics!.registry.metrics() }),
+  }, { token: adminToken() });
+  metrics?.attach({
+    node, load, replication: replicator?.counters ?? null,
+    heartbeatAgeMs: controls.length === 0 ? null : () => (heartbeat === null || heartbeat.lastBeatAt === 0 ? 0 : Date.now() - heartbeat.lastBeatAt),
+  });
   if (controls.length > 0) {
     const listening = node.stack.transport.listening;
     const heartbeatId = values['node-id'] ?? `${listening[0]!.host}:${listening[0]!.port}`;
@@ -262,7 +280,8 @@ async function runNode(argv: string[]): Promise<number> {
       secret: secret!,
       targets: controls,
       intervalMs: heartbeatMs,
-      load: () => app.load?.() ?? { calls: 0, unknownDialogs: 0 },
+      load,
+      ...(admin === null ? {} : { admin: admin.url }),
     });
     // Timers are owned under the id balancers know this node by, the id their takeover notices name.
     if (replicator !== null) replicator.nodeId = heartbeatId;
@@ -290,6 +309,7 @@ async function runNode(argv: string[]): Promise<number> {
     process.once('SIGINT', stop);
   });
   heartbeat?.stop();
+  await admin?.close();
   await node.close();
   await stores?.close();
   return 0;

@@ -4,7 +4,8 @@ import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { startAdminServer, type AdminServer } from '../admin/server.ts';
+import { adminToken, startBalancerAdmin } from '../admin/balancer-admin.ts';
+import { checkAdminBinding, type AdminServer } from '../admin/server.ts';
 import { Balancer, type BalancerStatus } from '../balancer/balancer.ts';
 import { formatHostPort } from '../sip/transport/types.ts';
 import { listenOn, logLine } from './balancer.ts';
@@ -85,6 +86,8 @@ class Cluster {
     }
     const host = c.listen.host;
     const internal = c.internal ?? { host, port: 0 };
+    const admin = c.admin ?? { host: '127.0.0.1', port: 0 };
+    checkAdminBinding(admin.host, adminToken()); // before binding anything
     this.#balancer = await Balancer.start({
       external: listenOn(c.transport, c.listen),
       internal: listenOn(c.transport, internal),
@@ -93,11 +96,7 @@ class Cluster {
       deadAfterMs: c.deadAfterMs,
       log: logLine,
     });
-    const admin = c.admin ?? { host: '127.0.0.1', port: 0 };
-    this.#admin = await startAdminServer(admin.host, admin.port, {
-      status: () => this.status(),
-      drain: (id, d) => this.#balancer!.drain(id, d),
-    });
+    this.#admin = await startBalancerAdmin(this.#balancer, admin.host, admin.port, { status: () => this.status(), token: adminToken() });
     writeFileSync(adminFile, JSON.stringify({ url: this.#admin.url, pid: process.pid, started: new Date().toISOString() }) + '\n');
     const st = this.#balancer.status();
     const outbound = this.#balancer.forwarder.internal.listening[0]!;
@@ -110,6 +109,7 @@ class Cluster {
         '--transport', c.transport.map((t) => t.toLowerCase()).join(','),
         '--balancer', formatHostPort(outbound.host, outbound.port), '--cluster-control', control,
         '--heartbeat-ms', String(c.heartbeatMs), '--replication', c.replication, '--store', this.#store,
+        '--admin', formatHostPort(address, 0),
       ];
       for (const a of c.app) args.push('--app', a);
       if (c.routeTo !== undefined) args.push('--route-to', c.routeTo);

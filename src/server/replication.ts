@@ -37,6 +37,8 @@ export interface PendingTransactions {
   outgoing: { request: SipRequest; dest: Destination } | null;
 }
 
+export type StoreLatencyObserver = (op: keyof SessionStore, seconds: number, ok: boolean) => void;
+
 export interface ReplicationCounters {
   writes: number;
   bytes: number;
@@ -96,8 +98,9 @@ export class Replicator {
   /** This node's id (as balancers know it): the owner of the persistent timers it arms. */
   nodeId: string;
 
-  constructor(store: SessionStore, strategy: ReplicationStrategy, nodeId: string) {
-    this.#store = store;
+  /** `onStoreLatency` sees how long each store operation took (seconds), e.g. for a metrics histogram. */
+  constructor(store: SessionStore, strategy: ReplicationStrategy, nodeId: string, onStoreLatency?: StoreLatencyObserver) {
+    this.#store = onStoreLatency === undefined ? store : timedStore(store, onStoreLatency);
     this.strategy = strategy;
     this.nodeId = nodeId;
   }
@@ -393,4 +396,19 @@ function sourceRecord(source: Source): SourceRecord {
 /** A stored source: the connection it came on is gone (the node that held it died); replies go by Via. */
 function toSource(rec: SourceRecord): Source {
   return { ...rec, localHost: '', localPort: 0, connection: null };
+}
+
+/** The store, each operation timed (the observer runs when it settles, on success or failure). */
+function timedStore(store: SessionStore, observe: StoreLatencyObserver): SessionStore {
+  const timed = <K extends keyof SessionStore>(op: K) => (...args: Parameters<SessionStore[K]>): ReturnType<SessionStore[K]> => {
+    const start = process.hrtime.bigint();
+    const done = (ok: boolean): void => observe(op, Number(process.hrtime.bigint() - start) / 1e9, ok);
+    const p = (store[op] as (...a: Parameters<SessionStore[K]>) => Promise<unknown>).apply(store, args);
+    p.then(() => done(true), () => done(false));
+    return p as ReturnType<SessionStore[K]>;
+  };
+  return {
+    put: timed('put'), get: timed('get'), delete: timed('delete'), putTimer: timed('putTimer'), takeTimer: timed('takeTimer'),
+    deleteTimer: timed('deleteTimer'), timersOf: timed('timersOf'), claimTimer: timed('claimTimer'),
+  };
 }

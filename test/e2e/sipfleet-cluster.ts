@@ -19,6 +19,8 @@ export interface ClusterNode {
   unknownDialogs: number;
   replication: { writes: number; bytes: number; failovers: number } | null;
   traffic: { newCalls: number; requests: number; responses: number };
+  /** The node's own admin endpoint (its /metrics). */
+  admin: string | null;
 }
 
 export interface ClusterStatus {

@@ -21,6 +21,8 @@ export interface NodeAnnouncement {
   settingUp?: number;
   /** Of those, INVITEs not answered at all yet (no 1xx with a To tag): what a node's death loses under any strategy. */
   unanswered?: number;
+  /** The node's own admin endpoint (metrics), if it has one. */
+  admin?: string;
   /** In-dialog requests that reached this node for calls it did not hold (since its start). */
   unknownDialogs: number;
   replication?: { writes: number; bytes: number; failovers: number };
@@ -128,6 +130,8 @@ export interface HeartbeatSenderOptions {
   id: string;
   version: string;
   addresses: ListenAddress[];
+  /** The node's admin endpoint (URL), announced so operators and the dashboard find its metrics. */
+  admin?: string;
   secret: string;
   targets: HeartbeatTarget[];
   intervalMs?: number;
@@ -143,13 +147,15 @@ export interface HeartbeatSenderOptions {
  */
 export class HeartbeatSender {
   readonly boot = randomBytes(6).toString('hex');
-  readonly #options: Required<HeartbeatSenderOptions>;
+  readonly #options: Required<Omit<HeartbeatSenderOptions, 'admin'>> & Pick<HeartbeatSenderOptions, 'admin'>;
   #socket: dgram.Socket | null = null;
   #timer: NodeJS.Timeout | null = null;
   #seq = 0;
   #draining = false;
   readonly #takenOver = new Set<string>();
   sent = 0;
+  /** When the last heartbeat left (epoch ms; 0: none yet). */
+  lastBeatAt = 0;
   /** A balancer says a node died: take over what it owned (called once per balancer notice). */
   onTakeover: ((dead: string, survivors: string[]) => void) | null = null;
 
@@ -196,9 +202,10 @@ export class HeartbeatSender {
     const socket = this.#socket;
     if (socket === null) return;
     const o = this.#options;
+    this.lastBeatAt = Date.now();
     const load = o.load();
     const data = encodeHeartbeat({
-      id: o.id, boot: this.boot, version: o.version, addresses: o.addresses, draining: this.#draining,
+      id: o.id, boot: this.boot, version: o.version, addresses: o.addresses, draining: this.#draining, ...(o.admin === undefined ? {} : { admin: o.admin }),
       calls: load.calls, settingUp: load.settingUp ?? 0, unanswered: load.unanswered ?? 0, unknownDialogs: load.unknownDialogs, ...(load.replication === undefined ? {} : { replication: load.replication }), pid: process.pid, seq: ++this.#seq, ts: Date.now(),
     }, o.secret);
     for (const t of o.targets) socket.send(data, t.port, t.host);

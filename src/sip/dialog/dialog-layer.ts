@@ -40,6 +40,13 @@ export class DialogLayer {
     return this.#dialogs.size;
   }
 
+  /** Dialogs by state (for metrics: walks them all, so only when scraped). */
+  countByState(): Record<'early' | 'confirmed' | 'terminated', number> {
+    const counts = { early: 0, confirmed: 0, terminated: 0 };
+    for (const d of this.#dialogs.values()) counts[d.state]++;
+    return counts;
+  }
+
   get(id: string): Dialog | undefined {
     return this.#dialogs.get(id);
   }

@@ -1,3 +1,4 @@
+import { MessageStats } from './message-stats.ts';
 import dns from 'node:dns';
 import net from 'node:net';
 import { SipError, SipParseError } from '../errors.ts';
@@ -60,6 +61,8 @@ export class TransportLayer {
   #listening: ListenAddress[] = [];
   readonly #sentBy = new Map<TransportProtocol, string>();
   readonly counters: TransportCounters = { received: 0, sent: 0, malformed: 0, sendErrors: 0, userErrors: 0 };
+  /** Messages by method and response class (retransmissions are the transaction layer's count). */
+  readonly stats = new MessageStats();
   /** Observes every message in or out (for --trace-sip and tests); null when unused, to keep the hot path lean. */
   tap: ((direction: 'in' | 'out', data: Buffer, peer: { protocol: string; host: string; port: number }) => void) | null = null;
 
@@ -171,10 +174,13 @@ export class TransportLayer {
     try {
       if (msg.isRequest) {
         const req = msg as SipRequest;
+        this.stats.request('in', req.method);
         this.#stampReceived(req, source);
         this.#user?.receiveRequest(req, source);
       } else {
-        this.#user?.receiveResponse(msg as SipResponse, source);
+        const res = msg as SipResponse;
+        this.stats.response('in', res.cseq.method, res.status);
+        this.#user?.receiveResponse(res, source);
       }
     } catch (err) {
       // A header read lazily above us was malformed, or a handler failed: this message is lost, the process is not.
@@ -255,6 +261,7 @@ export class TransportLayer {
     }
     let protocol = dest.protocol;
     if (!this.supports(protocol)) protocol = this.defaultProtocol;
+    this.stats.request('out', req.method);
     req.prepend('via', `SIP/2.0/${protocol} ${this.sentBy(protocol)};branch=${branch};rport`);
     let data = req.toBuffer();
     let target: Destination = protocol === dest.protocol ? dest : { ...dest, protocol };
@@ -279,6 +286,7 @@ export class TransportLayer {
   sendResponse(res: SipResponse, source: Source | null, onError?: SendError): { data: Buffer; dest: Destination } {
     const data = res.toBuffer();
     const dest = this.responseDestination(res);
+    this.stats.response('out', res.cseq.method, res.status);
     this.sendResponseData(data, dest, source, onError);
     return { data, dest };
   }
