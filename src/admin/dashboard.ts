@@ -125,8 +125,9 @@ export function dashboardPage(): string {
   .tile { background: var(--card); border-radius: 8px; padding: .8rem 1rem; border-left: 6px solid var(--up); box-shadow: 0 1px 2px #0002; transition: border-color .2s; }
   .tile[data-state=draining] { border-color: var(--draining); }
   .tile[data-state=dead] { border-color: var(--dead); opacity: .75; }
+  .tile .head { display: flex; justify-content: space-between; gap: .5rem; align-items: baseline; }
   .tile .id { font-weight: 600; }
-  .tile .state { float: right; font-size: .8rem; text-transform: uppercase; }
+  .tile .state { font-size: .75rem; text-transform: uppercase; text-align: right; }
   .tile[data-state=up] .state { color: var(--up); }
   .tile[data-state=draining] .state { color: var(--draining); }
   .tile[data-state=dead] .state { color: var(--dead); }
@@ -156,7 +157,7 @@ function tile(id) {
     t = document.createElement("div");
     t.className = "tile";
     t.dataset.node = id;
-    t.innerHTML = '<span class="state"></span><div class="id"></div><div class="calls"></div><div class="meta"></div>';
+    t.innerHTML = '<div class="head"><span class="id"></span><span class="state"></span></div><div class="calls"></div><div class="meta"></div>';
     t.querySelector(".id").textContent = id;
     $("tiles").appendChild(t);
     tiles.set(id, t);
