@@ -89,13 +89,41 @@ export interface UpConfig {
   ringMs: number | undefined;
   callMs: number | undefined;
   options: Record<string, string>;
+  logLevel: LogLevel;
+}
+
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+export function logLevel(key: string, value: string | undefined): LogLevel {
+  if (value === undefined) return 'info';
+  if (!(LOG_LEVELS as readonly string[]).includes(value)) throw new ConfigError(key, `expected one of ${LOG_LEVELS.join(', ')}, got "${value}"`);
+  return value as LogLevel;
+}
+
+/** Secrets and the store URL (which may carry a password) can come from the environment instead of the file. */
+export const UP_ENV: Partial<Record<UpKey, string>> = { store: 'SIPFLEET_STORE' };
+
+/**
+ * The effective `up` config: the YAML file's keys, then the environment's (UP_ENV), then the flags; an error names
+ * where the bad value came from (`--nodes`, `FILE: nodes` or `SIPFLEET_STORE`).
+ */
+export function loadUpConfig(file: string | undefined, fromFlags: UpRaw, env: NodeJS.ProcessEnv = process.env): UpConfig {
+  const fromFile: UpRaw = file === undefined ? {} : readUpConfigFile(file);
+  const fromEnv: UpRaw = {};
+  for (const [k, name] of Object.entries(UP_ENV) as Array<[UpKey, string]>) {
+    const v = env[name];
+    if (v !== undefined && v !== '') fromEnv[k] = v;
+  }
+  return resolveUpConfig({ ...fromFile, ...fromEnv, ...fromFlags }, (k) =>
+    k in fromFlags ? `--${k}` : k in fromEnv ? UP_ENV[k]! : file === undefined ? `--${k}` : `${file}: ${k}`);
 }
 
 /** Every key `up` knows, as a flag and as a YAML key. */
 export const UP_KEYS = [
   'nodes', 'app', 'route-to', 'listen', 'transport', 'store', 'replication', 'data', 'node-address', 'node-port',
   'internal', 'control', 'admin', 'dead-after-ms', 'heartbeat-ms', 'restart-delay-ms', 'ring-ms', 'call-ms', 'option',
-  'sip-stack-properties',
+  'sip-stack-properties', 'log-level',
 ] as const;
 type UpKey = (typeof UP_KEYS)[number];
 export type UpRaw = Partial<Record<UpKey, string | string[]>>;
@@ -189,6 +217,7 @@ export function resolveUpConfig(raw: UpRaw, keyName: (key: UpKey) => string = (k
     ringMs: s('ring-ms') === undefined ? undefined : positiveInt(keyName('ring-ms'), s('ring-ms'), 0),
     callMs: s('call-ms') === undefined ? undefined : positiveInt(keyName('call-ms'), s('call-ms'), 0),
     options,
+    logLevel: logLevel(keyName('log-level'), s('log-level')),
   };
 }
 

@@ -18,7 +18,7 @@ import { HeartbeatSender } from '../server/cluster/heartbeat.ts';
 import { Replicator } from '../server/replication.ts';
 import { ConfigError, hostPort, parseTransports, positiveInt, readStackProperties, replication } from './config.ts';
 import { runBalancer } from './balancer.ts';
-import { runUp } from './up.ts';
+import { runConfigCheck, runUp } from './up.ts';
 import { runDrain, runStatus } from './status.ts';
 import { packageVersion } from './version.ts';
 
@@ -66,8 +66,9 @@ Commands:
               --store URL --replication S --sip-stack-properties FILE --data DIR
               --node-address IP --node-port N
               --internal/--control/--admin HOST:PORT --dead-after-ms N --heartbeat-ms N
-              --restart-delay-ms N --ring-ms N --call-ms N --option K=V
-              --config FILE         the same keys in YAML (flags win)
+              --restart-delay-ms N --ring-ms N --call-ms N --option K=V --log-level L
+              --config FILE         the same keys in YAML (flags win; SIPFLEET_STORE overrides store)
+  config    check FILE              validate a config file as "up" would, bind nothing
   status    [--json] [--admin URL] [--data DIR]  the nodes of the cluster run by "up" here
   drain     NODE [--undo] [--admin URL] [--data DIR]  no new calls for NODE (its calls go on)
   user      add USER PASSWORD | del USER  --realm REALM --store URL
@@ -358,6 +359,8 @@ export async function main(argv: string[]): Promise<number> {
         return await runStatus(rest);
       case 'drain':
         return await runDrain(rest);
+      case 'config':
+        return runConfigCheck(rest);
       case undefined:
       case 'help':
       case '--help':

@@ -9,7 +9,7 @@ import { checkAdminBinding, type AdminServer } from '../admin/server.ts';
 import { Balancer, type BalancerStatus } from '../balancer/balancer.ts';
 import { formatHostPort } from '../sip/transport/types.ts';
 import { listenOn, logLine } from './balancer.ts';
-import { ConfigError, nthAddress, readUpConfigFile, resolveUpConfig, UP_KEYS, type UpConfig, type UpRaw } from './config.ts';
+import { ConfigError, loadUpConfig, nthAddress, UP_KEYS, type UpConfig, type UpRaw } from './config.ts';
 
 /** This CLI's entry module, run again for each node (under the same loader: tsx in development, dist otherwise). */
 const MAIN = fileURLToPath(new URL(`./main${path.extname(fileURLToPath(import.meta.url))}`, import.meta.url));
@@ -46,12 +46,24 @@ export async function runUp(argv: string[]): Promise<number> {
   const options: Record<string, { type: 'string'; multiple?: boolean }> = { config: { type: 'string' } };
   for (const k of UP_KEYS) options[k] = k === 'app' || k === 'option' ? { type: 'string', multiple: true } : { type: 'string' };
   const { values } = parseArgs({ args: argv, options, strict: true });
-  const file = values.config as string | undefined;
-  const fromFile: UpRaw = file === undefined ? {} : readUpConfigFile(file);
   const fromFlags: UpRaw = {};
   for (const k of UP_KEYS) if (values[k] !== undefined) fromFlags[k] = values[k] as string | string[];
-  const config = resolveUpConfig({ ...fromFile, ...fromFlags }, (k) => (k in fromFlags || file === undefined ? `--${k}` : `${file}: ${k}`));
-  return new Cluster(config).run();
+  return new Cluster(loadUpConfig(values.config as string | undefined, fromFlags)).run();
+}
+
+/**
+ * `sipfleet config check FILE`: validates a config file as `up` would (with the environment's overrides), binding
+ * nothing; prints the effective config, or the first error (naming the key) and exits 2.
+ */
+export function runConfigCheck(argv: string[]): number {
+  const { positionals } = parseArgs({ args: argv, allowPositionals: true, strict: true });
+  if (positionals[0] !== 'check' || positionals.length !== 2) throw new ConfigError('config', 'usage: sipfleet config check FILE');
+  const file = positionals[1]!;
+  const config = loadUpConfig(file, {});
+  const admin = config.admin ?? { host: '127.0.0.1', port: 0 };
+  checkAdminBinding(admin.host, adminToken());
+  process.stdout.write(`${file}: ok\n${JSON.stringify(config, null, 2)}\n`);
+  return 0;
 }
 
 class Cluster {

@@ -2,7 +2,11 @@ import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, test } from 'node:test';
-import { ConfigError, nthAddress, readUpConfigFile, resolveUpConfig, UP_KEYS, type UpRaw } from '../../src/cli/config.ts';
+import { ConfigError, loadUpConfig, nthAddress, readUpConfigFile, resolveUpConfig, UP_KEYS, type UpRaw } from '../../src/cli/config.ts';
+import dgram from 'node:dgram';
+import { spawnProcess } from '../helpers/proc.ts';
+import { freePort } from '../helpers/ports.ts';
+import { CLI } from '../e2e/sipfleet-cluster.ts';
 import { makeTempDir } from '../helpers/tmp.ts';
 
 /** Asserts fn throws a ConfigError whose key is `key`; returns its message for further checks. */
@@ -40,6 +44,7 @@ describe('resolveUpConfig', () => {
       ringMs: undefined,
       callMs: undefined,
       options: {},
+      logLevel: 'info',
     });
   });
 
@@ -322,5 +327,65 @@ describe('Java stack properties (--sip-stack-properties)', () => {
     assert.throws(() => readStackProperties(path.join(dir, 'missing')), (err: ConfigError) => err.key === '--sip-stack-properties');
     const cfg = resolveUpConfig({ 'sip-stack-properties': good });
     assert.equal(cfg.replication, 'EarlyDialog');
+  });
+});
+
+describe('loadUpConfig and sipfleet config check', () => {
+  test('file, then environment (SIPFLEET_STORE), then flags; errors name where the value came from', () => {
+    const dir = makeTempDir('sipfleet-conf-');
+    const file = path.join(dir, 'fleet.yaml');
+    writeFileSync(file, 'nodes: 2\nstore: sqlite:/tmp/a.db\nlog-level: debug\n');
+    const fromFile = loadUpConfig(file, {}, {});
+    assert.equal(fromFile.store, 'sqlite:/tmp/a.db');
+    assert.equal(fromFile.logLevel, 'debug');
+    assert.equal(loadUpConfig(file, {}, { SIPFLEET_STORE: 'redis://127.0.0.1:6379/3' }).store, 'redis://127.0.0.1:6379/3');
+    assert.equal(loadUpConfig(file, { store: 'sqlite:/tmp/b.db' }, { SIPFLEET_STORE: 'redis://x' }).store, 'sqlite:/tmp/b.db');
+    assert.throws(() => loadUpConfig(file, { 'log-level': 'loud' }, {}), (err: unknown) => err instanceof ConfigError && /^--log-level: expected one of fatal, error/.test(err.message));
+    writeFileSync(file, 'log-level: loud\n');
+    assert.throws(() => loadUpConfig(file, {}, {}), (err: unknown) => err instanceof ConfigError && err.message.startsWith(`${file}: log-level: expected one of`));
+  });
+
+  async function cli(args: string[], env: NodeJS.ProcessEnv = {}) {
+    const p = spawnProcess(process.execPath, ['--import', 'tsx', CLI, ...args], { name: `sipfleet ${args.join(' ')}`, env: { ...process.env, ...env } });
+    const exit = await p.exited;
+    return { code: exit.code, stdout: p.stdout, stderr: p.stderr };
+  }
+
+  test('config check: a valid file prints the effective config; a wrong type or an unknown key exits 2 naming the key', async () => {
+    const dir = makeTempDir('sipfleet-conf-');
+    const good = path.join(dir, 'good.yaml');
+    writeFileSync(good, 'nodes: 2\napp: [uas]\nlisten: 127.0.0.1:25070\n');
+    const ok = await cli(['config', 'check', good]);
+    assert.equal(ok.code, 0, ok.stderr);
+    assert.match(ok.stdout, /good\.yaml: ok/);
+    assert.equal(JSON.parse(ok.stdout.slice(ok.stdout.indexOf('{'))).nodes, 2);
+    const wrongType = path.join(dir, 'type.yaml');
+    writeFileSync(wrongType, 'nodes: two\n');
+    const t = await cli(['config', 'check', wrongType]);
+    assert.equal(t.code, 2);
+    assert.match(t.stderr, /type\.yaml: nodes: expected a positive integer, got "two"/);
+    const unknown = path.join(dir, 'unknown.yaml');
+    writeFileSync(unknown, 'nodes: 2\nnodez: 3\n');
+    const u = await cli(['config', 'check', unknown]);
+    assert.equal(u.code, 2);
+    assert.match(u.stderr, /unknown\.yaml: nodez: unknown key/);
+    const usage = await cli(['config', 'lint', good]);
+    assert.equal(usage.code, 2);
+    assert.match(usage.stderr, /usage: sipfleet config check FILE/);
+  });
+
+  test('sipfleet up --config with an unknown key exits 2 before binding any port', async () => {
+    const dir = makeTempDir('sipfleet-conf-');
+    const port = await freePort('127.0.0.1');
+    const file = path.join(dir, 'bad.yaml');
+    writeFileSync(file, `listen: 127.0.0.1:${port}\nnodes: 2\nbalancer-port: 7\n`);
+    const r = await cli(['up', '--config', file, '--data', dir]);
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /bad\.yaml: balancer-port: unknown key/);
+    // The SIP port (UDP) was never bound: it binds now.
+    await new Promise<void>((resolve, reject) => {
+      const sock = dgram.createSocket('udp4').once('error', reject);
+      sock.bind(port, '127.0.0.1', () => sock.close(() => resolve()));
+    });
   });
 });
