@@ -3,12 +3,9 @@ import { adminToken, startBalancerAdmin } from '../admin/balancer-admin.ts';
 import { checkAdminBinding } from '../admin/server.ts';
 import { Balancer } from '../balancer/balancer.ts';
 import type { ListenAddress, TransportProtocol } from '../sip/transport/types.ts';
-import { ConfigError, hostPort, parseTransports, positiveInt } from './config.ts';
+import { ConfigError, hostPort, logLevel, parseTransports, positiveInt } from './config.ts';
+import { createLog } from './log.ts';
 
-/** One line of the balancer's log, stamped with the wall clock (ms) so detection times can be read off it. */
-export function logLine(line: string): void {
-  process.stdout.write(`${new Date().toISOString()} ${line}\n`);
-}
 
 export function clusterSecret(): string {
   const secret = process.env.SIPFLEET_CLUSTER_SECRET;
@@ -33,9 +30,11 @@ export async function runBalancer(argv: string[]): Promise<number> {
       transport: { type: 'string' },
       'dead-after-ms': { type: 'string' },
       admin: { type: 'string' },
+      'log-level': { type: 'string' },
     },
     strict: true,
   });
+  const log = createLog('balancer', logLevel('--log-level', values['log-level']));
   const secret = clusterSecret();
   const protocols = parseTransports(values.transport);
   const ext = (values.listen ?? ['127.0.0.1:5060']).map((l) => hostPort('--listen', l));
@@ -50,11 +49,11 @@ export async function runBalancer(argv: string[]): Promise<number> {
     control,
     secret,
     deadAfterMs: positiveInt('--dead-after-ms', values['dead-after-ms'], 250, false),
-    log: logLine,
+    log: (line) => log.info(line),
   });
   const admin = adminAt === null ? null : await startBalancerAdmin(balancer, adminAt.host, adminAt.port, { token: adminToken() });
   const st = balancer.status();
-  logLine(`sipfleet balancer: external ${st.external.join(' ')}, internal ${st.internal.join(' ')}, control ${st.control}${admin === null ? '' : `, admin ${admin.url}`}`);
+  log.info(`sipfleet balancer: external ${st.external.join(' ')}, internal ${st.internal.join(' ')}, control ${st.control}${admin === null ? '' : `, admin ${admin.url}`}`);
   await new Promise<void>((resolve) => {
     process.once('SIGTERM', resolve);
     process.once('SIGINT', resolve);

@@ -16,7 +16,9 @@ import type { SipApplication } from '../server/app/types.ts';
 import { parseHostPort, type ListenAddress } from '../sip/transport/types.ts';
 import { HeartbeatSender } from '../server/cluster/heartbeat.ts';
 import { Replicator } from '../server/replication.ts';
-import { ConfigError, hostPort, parseTransports, positiveInt, readStackProperties, replication } from './config.ts';
+import { ConfigError, hostPort, logLevel, parseTransports, positiveInt, readStackProperties, replication } from './config.ts';
+import { createLog } from './log.ts';
+import type { Log } from '../server/log.ts';
 import { runBalancer } from './balancer.ts';
 import { runConfigCheck, runUp } from './up.ts';
 import { runDrain, runStatus } from './status.ts';
@@ -119,7 +121,7 @@ async function loadApp(spec: string, options: AppOptions): Promise<NodeApp | Sip
  * `{ "app": NAME, "method"?: M, "uri"?: REGEX, "header"?: { "name": H, "pattern": REGEX } }`) picks the app for each
  * initial request; requests no rule matches go to the first app.
  */
-async function loadApps(specs: string[], options: AppOptions, routerFile: string | undefined, replicator: Replicator | null): Promise<NodeApp> {
+async function loadApps(specs: string[], options: AppOptions, routerFile: string | undefined, replicator: Replicator | null, log: Log): Promise<NodeApp> {
   const loaded = await Promise.all(specs.map((s) => loadApp(s, options)));
   const apps: SipApplication[] = [];
   for (const [i, a] of loaded.entries()) {
@@ -144,7 +146,7 @@ async function loadApps(specs: string[], options: AppOptions, routerFile: string
     rules = parsed as RouteRule[];
   }
   try {
-    return new AppContainer({ apps, rules, appOptions: { ...options }, replicator });
+    return new AppContainer({ apps, rules, appOptions: { ...options }, replicator, log });
   } catch (err) {
     if (err instanceof RouterConfigError) throw new ConfigError(err.key, err.message.slice(err.key.length + 2));
     throw err;
@@ -180,9 +182,11 @@ async function runNode(argv: string[]): Promise<number> {
       replication: { type: 'string' },
       'sip-stack-properties': { type: 'string' },
       admin: { type: 'string' },
+      'log-level': { type: 'string' },
     },
     strict: true,
   });
+  const log = createLog(values['node-id'] ?? 'node', logLevel('--log-level', values['log-level']));
   const protocols = parseTransports(values.transport);
   const listen: ListenAddress[] = [];
   for (const l of values.listen ?? ['127.0.0.1:5060']) {
@@ -253,8 +257,9 @@ async function runNode(argv: string[]): Promise<number> {
     // Asked for explicitly on a store that keeps no calls (PostgreSQL): say so. By default, replication is simply off there.
     if (stores.sessions === null) throw new ConfigError('--replication', `${strategy} needs a store that holds sessions (sqlite: or redis:); give --replication None with this store`);
     replicator = new Replicator(stores.sessions, strategy, values['node-id'] ?? 'local', metrics?.observeStore);
+    replicator.onError = (err) => log.warn({ err: (err as Error).message }, 'replication: store operation failed (retried)');
   }
-  const app = await loadApps(values.app ?? ['uas'], appOptions, values.router, replicator);
+  const app = await loadApps(values.app ?? ['uas'], appOptions, values.router, replicator, log);
   const timers = {
     t1: positiveInt('--t1', values.t1, 500, false),
     t2: positiveInt('--t2', values.t2, 4000, false),
@@ -289,7 +294,7 @@ async function runNode(argv: string[]): Promise<number> {
     const container = app instanceof AppContainer ? app : null;
     heartbeat.onTakeover = (dead, survivors) => {
       void container?.takeOver(dead, survivors).then((n) => {
-        if (n > 0) process.stdout.write(`sipfleet node: took over ${n} timer(s) of ${dead}\n`);
+        if (n > 0) log.info({ dead, timers: n }, `took over ${n} timer(s) of ${dead}`);
       });
     };
     await heartbeat.start();
@@ -298,12 +303,15 @@ async function runNode(argv: string[]): Promise<number> {
     process.on('SIGUSR2', () => { hb.draining = !hb.draining; });
   }
   if (values['trace-sip']) {
+    // One line per message: its direction, peer, Call-ID and the message itself.
     node.stack.transport.tap = (dir, data, peer) => {
-      process.stderr.write(`${dir === 'in' ? '<<<' : '>>>'} ${peer.protocol} ${peer.host}:${peer.port}\n${data.toString('latin1')}\n`);
+      const text = data.toString('latin1');
+      const callId = /^(?:Call-ID|i)[ \t]*:[ \t]*(\S+)/im.exec(text)?.[1];
+      log.info({ sip: dir, peer: `${peer.protocol.toLowerCase()}:${peer.host}:${peer.port}`, callId, message: text }, dir === 'in' ? 'sip received' : 'sip sent');
     };
   }
   const where = node.stack.transport.listening.map((l) => `${l.protocol.toLowerCase()}:${l.host}:${l.port}`).join(' ');
-  process.stdout.write(`sipfleet node (${app.name}) listening on ${where}${heartbeat === null ? '' : ` (cluster node ${values['node-id'] ?? where}, replication ${replicator === null ? 'off' : strategy}, boot ${heartbeat.boot})`}\n`);
+  log.info(`sipfleet node (${app.name}) listening on ${where}${heartbeat === null ? '' : ` (cluster node ${values['node-id'] ?? where}, replication ${replicator === null ? 'off' : strategy}, boot ${heartbeat.boot})`}`);
   await new Promise<void>((resolve) => {
     const stop = (): void => resolve();
     process.once('SIGTERM', stop);

@@ -8,7 +8,8 @@ import { adminToken, startBalancerAdmin } from '../admin/balancer-admin.ts';
 import { checkAdminBinding, type AdminServer } from '../admin/server.ts';
 import { Balancer, type BalancerStatus } from '../balancer/balancer.ts';
 import { formatHostPort } from '../sip/transport/types.ts';
-import { listenOn, logLine } from './balancer.ts';
+import { listenOn } from './balancer.ts';
+import { createLog } from './log.ts';
 import { ConfigError, loadUpConfig, nthAddress, UP_KEYS, type UpConfig, type UpRaw } from './config.ts';
 
 /** This CLI's entry module, run again for each node (under the same loader: tsx in development, dist otherwise). */
@@ -75,9 +76,14 @@ class Cluster {
   #balancer: Balancer | null = null;
   #admin: AdminServer | null = null;
   #stopping = false;
+  /** The supervisor's own lines, and the in-process balancer's (membership changes, with their detection times). */
+  readonly #log;
+  readonly #balancerLog;
 
   constructor(config: UpConfig) {
     this.#config = config;
+    this.#log = createLog('supervisor', config.logLevel);
+    this.#balancerLog = createLog('balancer', config.logLevel);
     this.#dataDir = path.resolve(config.data);
     this.#store = config.store ?? `sqlite:${path.join(this.#dataDir, 'sipfleet.db')}`;
   }
@@ -106,7 +112,7 @@ class Cluster {
       control: c.control ?? { host: internal.host, port: 0 },
       secret: this.#secret,
       deadAfterMs: c.deadAfterMs,
-      log: logLine,
+      log: (line) => this.#balancerLog.info(line),
     });
     this.#admin = await startBalancerAdmin(this.#balancer, admin.host, admin.port, { status: () => this.status(), token: adminToken() });
     writeFileSync(adminFile, JSON.stringify({ url: this.#admin.url, pid: process.pid, started: new Date().toISOString() }) + '\n');
@@ -121,7 +127,7 @@ class Cluster {
         '--transport', c.transport.map((t) => t.toLowerCase()).join(','),
         '--balancer', formatHostPort(outbound.host, outbound.port), '--cluster-control', control,
         '--heartbeat-ms', String(c.heartbeatMs), '--replication', c.replication, '--store', this.#store,
-        '--admin', formatHostPort(address, 0),
+        '--admin', formatHostPort(address, 0), '--log-level', c.logLevel,
       ];
       for (const a of c.app) args.push('--app', a);
       if (c.routeTo !== undefined) args.push('--route-to', c.routeTo);
@@ -130,7 +136,7 @@ class Cluster {
       for (const [k, v] of Object.entries(c.options)) args.push('--option', `${k}=${v}`);
       this.#children.push({ id, address, args, process: null, pid: 0, restarts: 0, lastExit: null, startedAt: 0 });
     }
-    logLine(`sipfleet up: balancer external ${st.external.join(' ')}, internal ${st.internal.join(' ')}, control ${st.control}; ` +
+    this.#log.info(`sipfleet up: balancer external ${st.external.join(' ')}, internal ${st.internal.join(' ')}, control ${st.control}; ` +
       `${c.nodes} node(s) running ${c.app.join('+')} on ${this.#store}, replication ${c.replication}; admin ${this.#admin.url}`);
     for (const child of this.#children) this.#spawn(child);
     const stopped = new Promise<void>((resolve) => {
@@ -148,9 +154,9 @@ class Cluster {
   async #waitReady(): Promise<void> {
     const membership = this.#balancer!.membership;
     if (await this.#balancer!.waitFor(() => membership.aliveNodes.length >= this.#config.nodes, 60_000)) {
-      logLine(`sipfleet up: cluster ready (${membership.aliveNodes.length} nodes)`);
+      this.#log.info(`sipfleet up: cluster ready (${membership.aliveNodes.length} nodes)`);
     } else {
-      logLine(`sipfleet up: only ${membership.aliveNodes.length} of ${this.#config.nodes} nodes joined within 60 s`);
+      this.#log.info(`sipfleet up: only ${membership.aliveNodes.length} of ${this.#config.nodes} nodes joined within 60 s`);
     }
   }
 
@@ -162,13 +168,18 @@ class Cluster {
     child.process = p;
     child.pid = p.pid ?? 0;
     child.startedAt = Date.now();
-    const prefix = (stream: NodeJS.WritableStream) => (data: Buffer): void => {
-      const text = data.toString('utf8').replace(/\n(?=.)/g, `\n[${child.id}] `);
-      stream.write(`[${child.id}] ${text}${text.endsWith('\n') ? '' : '\n'}`);
+    // Nodes log JSON lines that name them already; anything else they print (a crash trace) gets their id in front.
+    const prefix = (stream: NodeJS.WritableStream) => {
+      let rest = '';
+      return (data: Buffer): void => {
+        const lines = (rest + data.toString('utf8')).split('\n');
+        rest = lines.pop()!;
+        for (const line of lines) stream.write(line.startsWith('{') ? `${line}\n` : `[${child.id}] ${line}\n`);
+      };
     };
     p.stdout?.on('data', prefix(process.stdout));
     p.stderr?.on('data', prefix(process.stderr));
-    p.on('error', (err) => logLine(`node ${child.id}: cannot start: ${err.message}`));
+    p.on('error', (err) => this.#log.info(`node ${child.id}: cannot start: ${err.message}`));
     p.on('exit', (code, signal) => {
       child.process = null;
       child.lastExit = signal !== null ? `signal ${signal}` : `code ${code}`;
@@ -176,7 +187,7 @@ class Cluster {
       // A child that dies is reported and started again (a new boot id); one that keeps dying at once backs off.
       const quick = Date.now() - child.startedAt < 2_000;
       const delay = this.#config.restartDelayMs * (quick ? Math.min(2 ** child.restarts, 30) : 1);
-      logLine(`node ${child.id} (pid ${child.pid}) exited (${child.lastExit}); restarting in ${delay} ms`);
+      this.#log.info(`node ${child.id} (pid ${child.pid}) exited (${child.lastExit}); restarting in ${delay} ms`);
       setTimeout(() => {
         if (this.#stopping) return;
         child.restarts++;
@@ -196,7 +207,7 @@ class Cluster {
 
   async #stop(): Promise<void> {
     this.#stopping = true;
-    logLine('sipfleet up: stopping');
+    this.#log.info('sipfleet up: stopping');
     await Promise.all(this.#children.map((c) => new Promise<void>((resolve) => {
       const p = c.process;
       if (p === null || p.exitCode !== null || p.signalCode !== null) {

@@ -402,11 +402,14 @@ function connectedTo(client: Redis, host: string, port: number): boolean {
  */
 function followFailovers(client: Redis, cfg: SentinelConfig, o: ResolvedOptions): () => void {
   let announced: { host: string; port: number } | null = null;
+  let dropped: unknown = null; // the connection being closed (each Sentinel announces the switch: one close is enough)
   const check = (): void => {
     if (announced === null || (client.status !== 'ready' && client.status !== 'connect')) return;
     const { host, port } = announced;
     announced = null; // once per announcement: a stale one can never bounce the client between servers
-    if (!connectedTo(client, host, port)) client.disconnect(true);
+    if (connectedTo(client, host, port) || client.stream === dropped) return;
+    dropped = client.stream;
+    client.disconnect(true);
   };
   client.on('ready', check);
   // Every Sentinel given (each announces the switch once it knows of it: whichever hears first wins).
@@ -483,6 +486,7 @@ export async function openRedisStores(cfg: RedisConfig, options: StoreOptions = 
     clearTimeout(timer);
   }
   established = true;
+  const stopFollowing = cfg.mode === 'sentinel' ? followFailovers(client as Redis, cfg, o) : () => {};
 
   const h = new RedisHandle(client, where, o.redisKeyPrefix);
   const location = new RedisLocationStore(h, o);
@@ -494,6 +498,7 @@ export async function openRedisStores(cfg: RedisConfig, options: StoreOptions = 
       await location.close();
       if (h.closed) return;
       h.closed = true;
+      stopFollowing();
       await disconnect(client);
     },
   };

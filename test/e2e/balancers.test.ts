@@ -30,8 +30,8 @@ async function startBalancer(name: string): Promise<RunningBalancer> {
     '--import', 'tsx', CLI, 'balancer',
     '--listen', `127.0.0.1:${ext}`, '--internal', `127.0.0.1:${internal}`, '--control', `127.0.0.1:${control}`, '--admin', '127.0.0.1:0',
   ], { cwd: root, env, name: `balancer ${name}`, maxBuffer: 256 * 1024 });
-  // Its first log line: "<time> sipfleet balancer: external …, internal …, control …, admin http://…".
-  const m = await proc.waitForOutput(/sipfleet balancer: .* admin (http:\/\/\S+)$/m, 20_000, 'stdout');
+  // Its first log line (JSON): "msg":"sipfleet balancer: external …, internal …, control …, admin http://…".
+  const m = await proc.waitForOutput(/sipfleet balancer: .* admin (http:\/\/[^\s"]+)"/, 20_000, 'stdout');
   const adminUrl = m[1]!;
   return {
     name, process: proc, sip: { host: '127.0.0.1', port: ext }, control: `127.0.0.1:${control}`,

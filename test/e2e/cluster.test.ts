@@ -55,7 +55,8 @@ describe('sipfleet up: balancer and nodes', () => {
       const heldByVictim = victim.calls;
       const killedAt = Date.now();
       process.kill(victim.pid, 'SIGKILL');
-      const m = await cluster.process.waitForOutput(/^(\S+) node node-2 dead \((\w+)/m, 5_000, 'stdout');
+      // The balancer's JSON log line: {"level":"info","time":"…","node":"balancer","msg":"node node-2 dead (unreachable…"}
+      const m = await cluster.process.waitForOutput(/"time":"([^"]+)"[^\n]*"msg":"node node-2 dead \((\w+)/, 5_000, 'stdout');
       const detectedMs = Date.parse(m[1]!) - killedAt;
       console.log(`# node-2 (pid ${victim.pid}) killed; out of rotation after ${detectedMs} ms (${m[2]}), holding ${heldByVictim} calls`);
       assert.ok(detectedMs < 300, `detected after ${detectedMs} ms`);

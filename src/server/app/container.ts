@@ -18,6 +18,7 @@ import {
   type B2buaOptions, type ContainerOps, type ProxyBranch, type ProxyToOptions,
 } from './messages.ts';
 import { AppRouter, type RouteRule } from './router.ts';
+import { SILENT_LOG, type Log } from '../log.ts';
 import { SessionManager, type SipApplicationSession, type SipSession } from './session.ts';
 import { HANDLED_METHODS, type AppContext, type AppTimer, type HandledMethod, type ResponseHandler, type SipApplication } from './types.ts';
 
@@ -31,6 +32,8 @@ export interface ContainerOptions {
   appOptions?: Record<string, unknown>;
   /** Idle lifetime of a record-routed proxy session (default one hour, refreshed by every request through it). */
   proxySessionTtlMs?: number;
+  /** Where the container logs (handler failures, calls taken over, timers); default: nowhere. */
+  log?: Log;
 }
 
 /** Our Record-Route parameter carrying the application session id of a proxied dialog. */
@@ -83,6 +86,7 @@ export class AppContainer implements NodeApp, ContainerOps {
    */
   #proxySessionTtlMs = 3_600_000;
   readonly #replicator: Replicator | null;
+  readonly #log: Log;
   readonly counters = { requests: 0, handlerErrors: 0, sessionsCreated: 0, unknownDialogs: 0 };
 
   constructor(options: ContainerOptions) {
@@ -97,6 +101,7 @@ export class AppContainer implements NodeApp, ContainerOps {
       this.#apps.get(s.appName)?.sessionCreated?.(s);
     };
     this.#replicator = options.replicator ?? null;
+    this.#log = options.log ?? SILENT_LOG;
     this.sessions.onDestroyed = (s) => {
       for (const id of s.timers.keys()) {
         clearTimeout(this.#timers.get(id));
@@ -263,6 +268,8 @@ export class AppContainer implements NodeApp, ContainerOps {
 
   /** Loads a call from the store (see Replicator.restore), its pending transactions adopted by this node. */
   #restore(key: string): Promise<SipApplicationSession | null> {
+    const dot = key.indexOf('.');
+    const held = this.sessions.find(dot === -1 ? key : key.slice(0, dot)) !== undefined;
     return this.#replicator!.restore(key, this.sessions, this.#node.stack.dialogs, (leg, pending) => {
       const appName = leg.appSession.appName;
       if (pending.invite !== null) {
@@ -280,6 +287,12 @@ export class AppContainer implements NodeApp, ContainerOps {
           onResponse: this.#legResponses(leg, inbound),
         });
       }
+    }).then((s) => {
+      if (s !== null && !held) {
+        const callIds = [...s.sessions.values()].flatMap((l) => (l.dialog === null ? [] : [l.dialog.record.callId]));
+        this.#log.info({ callId: callIds[0], callIds, session: s.id, app: s.appName }, 'call continued here (loaded from the store: its node died)');
+      }
+      return s;
     });
   }
 
@@ -316,6 +329,7 @@ export class AppContainer implements NodeApp, ContainerOps {
 
   #handlerFailed(req: IncomingRequest | null, err: unknown): void {
     this.counters.handlerErrors++;
+    this.#log.warn({ callId: req?.callId, method: req?.method, err: err instanceof Error ? err.message : String(err) }, 'application handler failed');
     if (req === null || req.method === 'ACK' || req.committed) return;
     const status = err instanceof SipError && err.status >= 300 && err.status < 700 ? err.status : 500;
     const reason = err instanceof Error ? err.message.replace(/[\r\n]+/g, ' ').slice(0, 100) : 'Server Internal Error';
