@@ -52,13 +52,17 @@ if (files.length === 0) {
 
 // TAP reporter unless the caller picked one: its "# pass N" / "# fail N" summary lines are what CI logs
 // (and people grepping them) look for; Node's default switches to the spec reporter on a terminal.
-const reporter = nodeFlags.some((f) => f.startsWith('--test-reporter')) ? [] : ['--test-reporter=tap'];
+// Beside it, on stderr, progress for people (what runs, how far) and a table per file at the end.
+const reporter = nodeFlags.some((f) => f.startsWith('--test-reporter')) ? [] : [
+  '--test-reporter=tap', '--test-reporter-destination=stdout',
+  `--test-reporter=${path.join(root, 'scripts/progress-reporter.mjs')}`, '--test-reporter-destination=stderr',
+];
 
 console.log(`run-tests: ${files.length} test file(s)`);
 const child = spawn(
   process.execPath,
   ['--import', 'tsx', '--test', '--test-concurrency=1', ...reporter, ...nodeFlags, ...files],
-  { cwd: root, stdio: 'inherit' },
+  { cwd: root, stdio: 'inherit', env: { ...process.env, SIPFLEET_TEST_FILES: String(files.length) } },
 );
 
 // Forward Ctrl-C / SIGTERM so the test process (and its own cleanup hooks) gets the chance to stop peers.
