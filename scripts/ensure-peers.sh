@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# npm "pretest": the interop tests drive real SIP peers (SIPp, Kamailio, sipsak), and the dashboard test a real
+# npm "pretest": the interop tests drive real SIP peers (SIPp, Kamailio, sipsak); the dashboard test drives a real
 # headless browser (Debian's chromium, driven by playwright-core).
 # Quiet when they are all present; installs them when running as root (CI, containers);
 # otherwise names the packages and fails, so a missing peer is never a confusing test error.
@@ -19,7 +19,7 @@ done
 
 [ "${#missing[@]}" -eq 0 ] && exit 0
 
-echo "ensure-peers: missing SIP test peers: ${missing[*]}" >&2
+echo "ensure-peers: missing test peers: ${missing[*]}" >&2
 if [ "${EUID:-$(id -u)}" -eq 0 ]; then
   echo "ensure-peers: installing $PACKAGES with apt-get" >&2
   apt-get update

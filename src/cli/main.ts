@@ -39,7 +39,8 @@ Commands:
               --no-record-route     proxy: do not insert Record-Route
               --option KEY=VALUE    an option for the app (repeatable)
               --t1 MS --t2 MS --t4 MS  RFC 3261 timer values
-              --trace-sip           print every SIP message sent and received
+              --trace-sip           log every SIP message sent and received (JSON lines with its Call-ID)
+              --log-level L         fatal, error, warn, info (default), debug, trace or silent
               --admin HOST:PORT     HTTP endpoint: GET /metrics (Prometheus), GET /status (loopback, or
                                     SIPFLEET_ADMIN_TOKEN required); sipfleet up gives each node one
               --store URL           location/credential store: sqlite:PATH, redis://…, postgres://…
@@ -62,6 +63,7 @@ Commands:
               --control HOST:PORT   heartbeats from nodes (UDP; default: internal host, port + 1)
               --transport T         udp, tcp or udp,tcp (default udp)
               --dead-after-ms N     a silent node is dead after N ms (default 250)
+              --log-level L         as for node
               --admin HOST:PORT     HTTP admin: /status, drain, /metrics, dashboard at / (for sipfleet status --admin)
   up        a local cluster: a balancer and N nodes on the embedded store
               --nodes N --app NAME|PATH --route-to HOST:PORT --listen HOST:PORT --transport T
@@ -187,6 +189,12 @@ async function runNode(argv: string[]): Promise<number> {
     strict: true,
   });
   const log = createLog(values['node-id'] ?? 'node', logLevel('--log-level', values['log-level']));
+  const timers = {
+    t1: positiveInt('--t1', values.t1, 500, false),
+    t2: positiveInt('--t2', values.t2, 4000, false),
+    t4: positiveInt('--t4', values.t4, 5000, false),
+  };
+  if (timers.t2 < timers.t1) throw new ConfigError('--t2', `must not be shorter than --t1 (${timers.t1} ms), got ${timers.t2} ms`);
   const protocols = parseTransports(values.transport);
   const listen: ListenAddress[] = [];
   for (const l of values.listen ?? ['127.0.0.1:5060']) {
@@ -244,8 +252,8 @@ async function runNode(argv: string[]): Promise<number> {
   const outbound = values.balancer === undefined ? null : { protocol: protocols[0]!, ...hostPort('--balancer', values.balancer) };
   const controls = (values['cluster-control'] ?? []).map((c) => hostPort('--cluster-control', c));
   const secret = process.env.SIPFLEET_CLUSTER_SECRET;
-  if (controls.length > 0 && (secret === undefined || secret.length === 0)) {
-    throw new ConfigError('SIPFLEET_CLUSTER_SECRET', 'the cluster secret must be set in the environment when --cluster-control is given');
+  if (controls.length > 0 && (secret === undefined || secret.length < 8)) {
+    throw new ConfigError('SIPFLEET_CLUSTER_SECRET', 'set the cluster secret (at least 8 characters) in the environment when --cluster-control is given: nodes and balancers sign heartbeats with it');
   }
   const heartbeatMs = positiveInt('--heartbeat-ms', values['heartbeat-ms'], 50, false);
   // The node's metrics (GET /metrics on --admin); made first: the replicator reports its store latency to them.
@@ -260,11 +268,6 @@ async function runNode(argv: string[]): Promise<number> {
     replicator.onError = (err) => log.warn({ err: (err as Error).message }, 'replication: store operation failed (retried)');
   }
   const app = await loadApps(values.app ?? ['uas'], appOptions, values.router, replicator, log);
-  const timers = {
-    t1: positiveInt('--t1', values.t1, 500, false),
-    t2: positiveInt('--t2', values.t2, 4000, false),
-    t4: positiveInt('--t4', values.t4, 5000, false),
-  };
   const node = await SipNode.start({ listen, app, timers, outboundProxy: outbound });
   let heartbeat: HeartbeatSender | null = null;
   const load = (): NodeLoad => app.load?.() ?? { calls: 0, unknownDialogs: 0 };

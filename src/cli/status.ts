@@ -1,3 +1,4 @@
+import { adminToken } from '../admin/balancer-admin.ts';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -22,10 +23,12 @@ function adminUrl(admin: string | undefined, data: string | undefined): string {
 async function fetchJson(url: string, method = 'GET'): Promise<{ status: number; body: unknown }> {
   let res: Response;
   try {
-    res = await fetch(url, { method, signal: AbortSignal.timeout(5_000) });
+    const token = adminToken();
+    res = await fetch(url, { method, signal: AbortSignal.timeout(5_000), headers: token === null ? {} : { authorization: `Bearer ${token}` } });
   } catch (err) {
     throw new ConfigError('--admin', `cannot reach ${url}: ${(err as Error).message}`);
   }
+  if (res.status === 401) throw new ConfigError('SIPFLEET_ADMIN_TOKEN', `${url} wants the admin token: set it in the environment`);
   return { status: res.status, body: await res.json() };
 }
 

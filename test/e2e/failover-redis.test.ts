@@ -8,8 +8,8 @@
  *
  * Which calls may fail, exactly. A call is replicated when its dialog is confirmed: the node writes the record,
  * then sends the 2xx whatever the outcome of the write (Replicator.save never rejects). A 2xx sent while no
- * Redis primary is reachable therefore leaves a call without a replica, and nothing writes it later (a record
- * is only rewritten for calls already replicated). If the dead node held such a call, the survivor that gets
+ * Redis primary is reachable therefore leaves a call without a replica until the store is back (failed writes are
+ * retried every 250 ms); if its node dies before that retry lands, the survivor that gets
  * its BYE finds nothing in the store and answers 481: that call fails, legitimately. So instead of tolerating
  * "a few" failures, the test computes, call by call, what the store held the moment node-2 died (its keys are
  * read right after the kill, when node-2 can no longer write) and who held each call (the Contact of its 2xx

@@ -225,8 +225,7 @@ export class AppContainer implements NodeApp, ContainerOps {
       }
       // Not held here: a call whose node died is in the store (replication); load it and go on as its node would.
       if (mayRestore && appSession === undefined) {
-        this.#restore(toTag).then((restored) => {
-          if (restored !== null) this.#apps.get(restored.appName)?.sessionActivated?.(restored);
+        this.#restore(toTag).then(() => {
           this.#route(req, tx, source, false);
         }, () => this.#route(req, tx, source, false));
         return;
@@ -266,7 +265,10 @@ export class AppContainer implements NodeApp, ContainerOps {
     this.#core.forwardStray(res, source);
   }
 
-  /** Loads a call from the store (see Replicator.restore), its pending transactions adopted by this node. */
+  /**
+   * Loads a call from the store (see Replicator.restore), its pending transactions adopted by this node; the app's
+   * sessionActivated listener hears of it once, whatever brought it here (a request, a response, a CANCEL, a timer).
+   */
   #restore(key: string): Promise<SipApplicationSession | null> {
     const dot = key.indexOf('.');
     const held = this.sessions.find(dot === -1 ? key : key.slice(0, dot)) !== undefined;
@@ -291,6 +293,8 @@ export class AppContainer implements NodeApp, ContainerOps {
       if (s !== null && !held) {
         const callIds = [...s.sessions.values()].flatMap((l) => (l.dialog === null ? [] : [l.dialog.record.callId]));
         this.#log.info({ callId: callIds[0], callIds, session: s.id, app: s.appName }, 'call continued here (loaded from the store: its node died)');
+        const app = this.#apps.get(s.appName);
+        if (app?.sessionActivated !== undefined) this.#run(null, () => app.sessionActivated!(s));
       }
       return s;
     });
