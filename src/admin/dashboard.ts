@@ -15,6 +15,10 @@ export interface DashboardNode {
   settingUp: number;
   newCalls: number;
   failovers: number;
+  callsPerSec: number;
+  /** Its replicas' write latency (ms) and calls whose replica waits for a retry; null without replication. */
+  lagMs: number | null;
+  pending: number;
   version: string;
   deadReason: string | null;
 }
@@ -57,7 +61,8 @@ export class DashboardFeed {
       failovers: st.counters.failovers,
       nodes: st.nodes.map((n) => ({
         id: n.id, state: n.state, calls: n.calls, settingUp: n.settingUp, newCalls: n.traffic.newCalls,
-        failovers: n.replication?.failovers ?? 0, version: n.version, deadReason: n.deadReason,
+        failovers: n.replication?.failovers ?? 0, callsPerSec: n.callsPerSec, lagMs: n.replication?.lagMs ?? null,
+        pending: n.replication?.pending ?? 0, version: n.version, deadReason: n.deadReason,
       })),
     };
   }
@@ -172,7 +177,8 @@ function render(snap) {
     t.dataset.calls = String(n.calls);
     t.querySelector(".state").textContent = n.state + (n.deadReason ? " (" + n.deadReason + ")" : "");
     t.querySelector(".calls").textContent = String(n.calls);
-    t.querySelector(".meta").textContent = "calls · " + n.settingUp + " setting up · " + n.failovers + " taken over · v" + n.version;
+    t.querySelector(".meta").textContent = "calls · " + n.callsPerSec + "/s · " + n.settingUp + " setting up · " + n.failovers + " taken over" +
+      (n.lagMs === null ? "" : " · replica " + n.lagMs.toFixed(1) + " ms" + (n.pending > 0 ? " (" + n.pending + " behind)" : "")) + " · v" + n.version;
     if (n.state !== "dead") up++;
     calls += n.calls;
   }

@@ -57,15 +57,19 @@ export class NodeMetrics {
     const r = this.registry;
     const src = (): NodeMetricsSources | null => this.#sources;
     readCounter(r, 'sipfleet_sip_requests_total', 'SIP requests received (in) and sent (out), by method', ['direction', 'method'], (set) => {
-      for (const [key, v] of src()?.node.stack.transport.stats.requests ?? []) {
-        const [direction, method] = key.split(' ');
-        set({ direction: direction!, method: method! }, v);
+      const stats = src()?.node.stack.transport.stats;
+      if (stats === undefined) return;
+      for (const direction of ['in', 'out'] as const) {
+        for (const [method, v] of stats.requests[direction]) set({ direction, method }, v);
       }
     });
     readCounter(r, 'sipfleet_sip_responses_total', 'SIP responses received (in) and sent (out), by CSeq method and class', ['direction', 'method', 'class'], (set) => {
-      for (const [key, v] of src()?.node.stack.transport.stats.responses ?? []) {
-        const [direction, method, cls] = key.split(' ');
-        set({ direction: direction!, method: method!, class: cls! }, v);
+      const stats = src()?.node.stack.transport.stats;
+      if (stats === undefined) return;
+      for (const direction of ['in', 'out'] as const) {
+        for (const [method, counts] of stats.responses[direction]) {
+          for (let c = 1; c <= 6; c++) set({ direction, method, class: `${c}xx` }, counts[c]!);
+        }
       }
     });
     readCounter(r, 'sipfleet_sip_malformed_total', 'Messages that did not parse (dropped, or answered 400/505/513)', [], (set) => {
@@ -180,5 +184,8 @@ export function balancerMetrics(balancer: Balancer): Registry {
   perNode('sipfleet_node_requests_total', 'Requests the balancer sent to the node', 'counter', (n) => n.traffic.requests);
   perNode('sipfleet_node_replication_writes_total', 'Replication writes the node reports', 'counter', (n) => n.replication?.writes ?? null);
   perNode('sipfleet_node_failovers_total', 'Calls the node continued after their node died', 'counter', (n) => n.replication?.failovers ?? null);
+  perNode('sipfleet_node_replication_lag_seconds', 'Store write latency of the node\'s replicas (moving average)', 'gauge', (n) => (n.replication?.lagMs === undefined ? null : n.replication.lagMs / 1000));
+  perNode('sipfleet_node_replication_pending', 'Calls whose replica waits for a retry (store unreachable)', 'gauge', (n) => n.replication?.pending ?? null);
+  perNode('sipfleet_node_calls_per_second', 'New calls sent to the node over the last second', 'gauge', (n) => n.callsPerSec);
   return r;
 }

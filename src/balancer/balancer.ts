@@ -1,4 +1,4 @@
-import { encodeCommand } from '../server/cluster/heartbeat.ts';
+import { encodeCommand, type ReplicationLoad } from '../server/cluster/heartbeat.ts';
 import type { TransportOptions } from '../sip/transport/transport-layer.ts';
 import type { ListenAddress } from '../sip/transport/types.ts';
 import { Forwarder, type NodeTraffic } from './forwarder.ts';
@@ -33,13 +33,15 @@ export interface NodeStatus {
   unanswered: number;
   unknownDialogs: number;
   /** Replication writes, bytes and failovers (calls continued here), since the node started; null: off. */
-  replication: { writes: number; bytes: number; failovers: number } | null;
+  replication: ReplicationLoad | null;
   traffic: NodeTraffic;
   deadReason: string | null;
   /** Since its last heartbeat (ms). */
   heartbeatAgeMs: number;
   /** Its own admin endpoint (metrics), when it announces one. */
   admin: string | null;
+  /** New calls the balancer sent it over the last second. */
+  callsPerSec: number;
 }
 
 export interface BalancerStatus {
@@ -62,6 +64,23 @@ export class Balancer {
     this.membership = membership;
     this.forwarder = forwarder;
     this.#options = options;
+    this.#rateTimer = setInterval(() => this.#sampleRates(), 1000);
+    this.#rateTimer.unref();
+  }
+
+  /** New calls per second per node, over the last second. */
+  readonly #rates = new Map<string, { newCalls: number; perSec: number }>();
+  readonly #rateTimer: NodeJS.Timeout;
+
+  #sampleRates(): void {
+    for (const [id, t] of this.forwarder.traffic) {
+      const r = this.#rates.get(id);
+      if (r === undefined) this.#rates.set(id, { newCalls: t.newCalls, perSec: 0 });
+      else {
+        r.perSec = t.newCalls - r.newCalls;
+        r.newCalls = t.newCalls;
+      }
+    }
   }
 
   static async start(options: BalancerOptions): Promise<Balancer> {
@@ -129,7 +148,7 @@ export class Balancer {
       nodes: this.membership.members.map((m) => ({
         id: m.id, pid: m.pid, boot: m.boot, version: m.version, state: m.state, sip: m.addresses.map(fmt),
         calls: m.dead ? 0 : m.calls, settingUp: m.dead ? 0 : m.settingUp, unanswered: m.dead ? 0 : m.unanswered, unknownDialogs: m.unknownDialogs, replication: m.replication, traffic: this.forwarder.traffic.get(m.id) ?? { newCalls: 0, requests: 0, responses: 0 },
-        deadReason: m.deadReason, heartbeatAgeMs: now - m.lastSeen, admin: m.admin,
+        deadReason: m.deadReason, heartbeatAgeMs: now - m.lastSeen, admin: m.admin, callsPerSec: this.#rates.get(m.id)?.perSec ?? 0,
       })).sort((a, b) => (a.id < b.id ? -1 : 1)),
       counters: { ...this.forwarder.counters, ...this.membership.counters },
     };
@@ -172,6 +191,7 @@ export class Balancer {
   }
 
   async close(): Promise<void> {
+    clearInterval(this.#rateTimer);
     await this.forwarder.close();
     await this.membership.close();
   }

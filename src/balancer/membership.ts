@@ -1,3 +1,4 @@
+import type { ReplicationLoad } from '../server/cluster/heartbeat.ts';
 import dgram from 'node:dgram';
 import { hashString } from '../server/cluster/affinity.ts';
 import { decodeHeartbeat, HeartbeatError, type NodeAnnouncement } from '../server/cluster/heartbeat.ts';
@@ -20,7 +21,7 @@ export class Member implements RoutingNode {
   settingUp = 0;
   unanswered = 0;
   admin: string | null = null;
-  replication: { writes: number; bytes: number; failovers: number } | null = null;
+  replication: ReplicationLoad | null = null;
   pid = 0;
   seq = 0;
   lastSeen = 0;

@@ -323,6 +323,7 @@ async function runNode(argv: string[]): Promise<number> {
   heartbeat?.stop();
   await admin?.close();
   await node.close();
+  await replicator?.flushDeletes();
   await stores?.close();
   return 0;
 }

@@ -1,3 +1,4 @@
+import type { ReplicationLoad } from './cluster/heartbeat.ts';
 import { SipStack, type StackOptions } from '../sip/stack.ts';
 import type { SipRequest, SipResponse } from '../sip/message/message.ts';
 import type { ServerTransaction } from '../sip/transaction/server.ts';
@@ -29,7 +30,7 @@ export interface NodeLoad {
   unanswered?: number;
   unknownDialogs: number;
   /** Replication: records written, bytes written, calls continued here after their node died. */
-  replication?: { writes: number; bytes: number; failovers: number };
+  replication?: ReplicationLoad;
 }
 
 export interface NodeOptions extends StackOptions {

@@ -72,6 +72,9 @@ export type EarlyEntry =
 /** Setup cannot take longer than an INVITE transaction lives (64*T1 and some). */
 const EARLY_TTL_MS = 300_000;
 
+/** How long ended calls' deletes wait to be sent together. */
+const DELETE_BATCH_MS = 5;
+
 /** How often writes that failed are tried again. */
 const RETRY_MS = 250;
 
@@ -143,6 +146,14 @@ export class Replicator {
     return false;
   }
 
+  /** Store write latency, exponentially weighted (ms). */
+  lagMs = 0;
+
+  /** Calls whose last write failed, waiting for a retry. */
+  get pending(): number {
+    return this.#unsaved.size;
+  }
+
   async #write(s: SipApplicationSession): Promise<void> {
     const data = JSON.stringify(Replicator.record(s));
     s.attributes.dirty = false;
@@ -150,7 +161,9 @@ export class Replicator {
     const last = this.#written.get(s);
     if (last !== undefined && last.data === data) return;
     try {
+      const started = performance.now();
       const version = await this.#store.put(s.id, data, last?.version ?? 0, RECORD_TTL_MS);
+      this.lagMs += (performance.now() - started - this.lagMs) / 16;
       this.#written.set(s, { version, data });
       this.#unsaved.delete(s);
       this.counters.writes++;
@@ -294,8 +307,8 @@ export class Replicator {
     }
   }
 
-  async deleteEarly(branch: string): Promise<void> {
-    await this.#store.delete(Replicator.earlyKey(branch)).catch((err: unknown) => { this.counters.errors++; this.onError(err); });
+  deleteEarly(branch: string): Promise<void> {
+    return this.#deleteLater(Replicator.earlyKey(branch));
   }
 
   /** The early record of the INVITE a CANCEL (or retransmission) belongs to, parsed; null when there is none. */
@@ -327,10 +340,37 @@ export class Replicator {
     return this.#written.has(s);
   }
 
-  async delete(s: SipApplicationSession): Promise<void> {
+  /** Ended calls' records, deleted together a moment later (one store command for many calls). */
+  #toDelete: string[] = [];
+  #deleteTimer: NodeJS.Timeout | null = null;
+
+  /**
+   * Deletes an ended call's record, batched with the other calls ending within DELETE_BATCH_MS: a record outliving
+   * its call by a few ms is harmless (a late retransmitted BYE is still answered), a store command per call is not.
+   */
+  delete(s: SipApplicationSession): Promise<void> {
     this.#written.delete(s);
     this.counters.deletes++;
-    await this.#store.delete(s.id).catch((err: unknown) => {
+    return this.#deleteLater(s.id);
+  }
+
+  #deleteLater(key: string): Promise<void> {
+    this.#toDelete.push(key);
+    if (this.#deleteTimer === null) {
+      this.#deleteTimer = setTimeout(() => void this.flushDeletes(), DELETE_BATCH_MS);
+      this.#deleteTimer.unref();
+    }
+    return Promise.resolve();
+  }
+
+  /** Sends the pending deletes now (also before the node closes its store). */
+  async flushDeletes(): Promise<void> {
+    if (this.#deleteTimer !== null) clearTimeout(this.#deleteTimer);
+    this.#deleteTimer = null;
+    const keys = this.#toDelete;
+    if (keys.length === 0) return;
+    this.#toDelete = [];
+    await this.#store.deleteMany(keys).catch((err: unknown) => {
       this.counters.errors++;
       this.onError(err);
     });
@@ -408,7 +448,7 @@ function timedStore(store: SessionStore, observe: StoreLatencyObserver): Session
     return p as ReturnType<SessionStore[K]>;
   };
   return {
-    put: timed('put'), get: timed('get'), delete: timed('delete'), putTimer: timed('putTimer'), takeTimer: timed('takeTimer'),
+    put: timed('put'), get: timed('get'), delete: timed('delete'), deleteMany: timed('deleteMany'), putTimer: timed('putTimer'), takeTimer: timed('takeTimer'),
     deleteTimer: timed('deleteTimer'), timersOf: timed('timersOf'), claimTimer: timed('claimTimer'),
   };
 }

@@ -139,6 +139,11 @@ export class MemorySessionStore implements SessionStore {
     this.#records.delete(key);
   }
 
+  async deleteMany(keys: readonly string[]): Promise<void> {
+    for (const k of keys) checkSessionKey(k);
+    for (const k of keys) this.#records.delete(k);
+  }
+
   readonly #timers = new Map<string, StoredTimer>();
 
   async putTimer(t: StoredTimer): Promise<void> {

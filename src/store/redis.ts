@@ -276,6 +276,15 @@ export class RedisSessionStore implements SessionStore {
     await this.h.run('session delete', () => this.h.client.del(this.key(key)));
   }
 
+  async deleteMany(keys: readonly string[]): Promise<void> {
+    for (const k of keys) checkSessionKey(k);
+    if (keys.length === 0) return;
+    const client = this.h.client;
+    // One DEL of many keys, but not across a Cluster's slots (CROSSSLOT): there, one DEL per key (pipelined).
+    if (client instanceof Cluster) await this.h.run('session delete', () => Promise.all(keys.map((k) => client.del(this.key(k)))));
+    else await this.h.run('session delete', () => client.del(...keys.map((k) => this.key(k))));
+  }
+
   // A timer is a hash; an owner's index is a set, kept loosely (each entry is checked against the hash, whose
   // owner field is the truth): one-key Lua scripts work on every topology, Cluster included.
   private timerKey(id: string): string {

@@ -29,6 +29,8 @@ export interface SessionStore {
   put(key: string, data: string, expected: number, ttlMs: number): Promise<number>;
   get(key: string): Promise<SessionEntry | null>;
   delete(key: string): Promise<void>;
+  /** Deletes several records at once (calls that ended together): one round trip where the backend allows. */
+  deleteMany(keys: readonly string[]): Promise<void>;
   putTimer(t: StoredTimer): Promise<void>;
   /** Removes the timer if `owner` still owns it: true means the caller, and nobody else, fires it. */
   takeTimer(id: string, owner: string): Promise<boolean>;

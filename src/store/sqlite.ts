@@ -278,6 +278,11 @@ export class SqliteSessionStore implements SessionStore {
     this.h.run('session delete', () => this.stmt.del.run(key));
   }
 
+  async deleteMany(keys: readonly string[]): Promise<void> {
+    for (const k of keys) checkSessionKey(k);
+    this.h.run('session delete', () => this.h.db.transaction(() => { for (const k of keys) this.stmt.del.run(k); })());
+  }
+
   async putTimer(t: StoredTimer): Promise<void> {
     this.h.run('timer put', () => this.stmt.putTimer.run(t.id, t.session, t.owner, t.fireAt, t.key));
   }

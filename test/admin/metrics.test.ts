@@ -91,6 +91,13 @@ describe('/metrics under SIPp load (sipfleet up --nodes 2, uas app, SQLite)', ()
       // INVITE, ACK, BYE of every call through the balancer (at least; retransmissions may add).
       assert.ok(sumOf(after.samples, 'sipfleet_balancer_requests_total') - sumOf(before.samples, 'sipfleet_balancer_requests_total') >= 3 * calls);
       assert.ok(sumOf(after.samples, 'sipfleet_node_heartbeat_age_seconds') >= 0);
+      assert.ok(sumOf(after.samples, 'sipfleet_node_replication_lag_seconds') > 0, 'the nodes report how long their replicas take');
+      assert.equal(sumOf(after.samples, 'sipfleet_node_replication_pending'), 0);
+      const st = (await (await fetch(`${cluster.adminUrl}/status`)).json()) as { nodes: Array<{ callsPerSec: number; replication: { lagMs: number } }> };
+      for (const n of st.nodes) {
+        assert.equal(typeof n.callsPerSec, 'number');
+        assert.ok(n.replication.lagMs > 0);
+      }
       assert.ok(sumOf(after.samples, 'sipfleet_balancer_process_cpu_seconds_total') > 0, 'process metrics too');
 
       const nodeAfter = await Promise.all(nodes.map((n) => scrape(n.admin!)));

@@ -22,7 +22,7 @@ import type { SessionEntry, SessionStore, StoredTimer } from '../../src/store/se
 
 /** A SessionStore that counts what reaches the backend, so "no write" is checked below the Replicator's counters. */
 class CountingStore implements SessionStore {
-  readonly calls = { put: 0, get: 0, delete: 0, putTimer: 0, takeTimer: 0, deleteTimer: 0, timersOf: 0, claimTimer: 0 };
+  readonly calls = { put: 0, get: 0, delete: 0, deleteMany: 0, putTimer: 0, takeTimer: 0, deleteTimer: 0, timersOf: 0, claimTimer: 0 };
   constructor(readonly inner: SessionStore = new MemorySessionStore()) {}
   put(key: string, data: string, expected: number, ttlMs: number): Promise<number> {
     this.calls.put++;
@@ -35,6 +35,10 @@ class CountingStore implements SessionStore {
   delete(key: string): Promise<void> {
     this.calls.delete++;
     return this.inner.delete(key);
+  }
+  deleteMany(keys: readonly string[]): Promise<void> {
+    this.calls.deleteMany++;
+    return this.inner.deleteMany(keys);
   }
   putTimer(t: StoredTimer): Promise<void> {
     this.calls.putTimer++;
@@ -415,8 +419,28 @@ describe('Replicator: save and restore', () => {
     await a.delete(call.s);
     assert.equal(a.counters.deletes, 1);
     assert.equal(a.isReplicated(call.s), false);
+    await a.flushDeletes();
     assert.equal(await store.inner.get(call.s.id), null);
     assert.equal(await replicator(store, 'node-b').restore(call.s.id, manager(), stackB.dialogs), null);
+  });
+
+  test('calls ending together are deleted with one store command, a few ms later', async () => {
+    const store = new CountingStore();
+    const a = replicator(store, 'node-a');
+    const m = manager();
+    const calls = Array.from({ length: 20 }, () => buildCall(m));
+    for (const c of calls) await a.save(c.s);
+    for (const c of calls) await a.delete(c.s);
+    assert.equal(store.calls.deleteMany + store.calls.delete, 0, 'not yet');
+    // The batch leaves on its own (an unref'd timer): wait for the records to go.
+    const deadline = Date.now() + 2000;
+    while (await store.inner.get(calls[19]!.s.id) !== null) {
+      assert.ok(Date.now() < deadline, 'deleted within 2 s');
+      await new Promise((r) => setImmediate(r));
+    }
+    assert.equal(store.calls.deleteMany, 1);
+    for (const c of calls) assert.equal(await store.inner.get(c.s.id), null);
+    assert.deepEqual(a.errors, []);
   });
 });
 
@@ -487,9 +511,10 @@ describe('Replicator: persistent timers', () => {
       s.affinity = affinityKey(`call-${i}@192.0.2.${i % 7}`);
       s.createSession().role = 'uas';
       const id = `${s.id}.t${i}`;
-      s.timers.set(id, { fireAt: Date.now() + 60_000 + i, info: { i } });
+      const fireAt = Date.now() + 60_000 + i;
+      s.timers.set(id, { fireAt, info: { i } });
       await d.save(s);
-      await d.saveTimer(s, id, Date.now() + 60_000 + i);
+      await d.saveTimer(s, id, fireAt);
       timers.set(id, { session: s.id, key: parseAffinityKey(s.affinity)! });
     }
     assert.equal((await store.timersOf(dead)).length, n);
@@ -609,6 +634,7 @@ describe('Replicator: EarlyDialog records', () => {
     assert.deepEqual(early.branches[0]!.dest, dest);
     assert.equal(await b.loadEarly('z9hG4bKother'), null);
     await b.deleteEarly('z9hG4bKsfabc');
+    await b.flushDeletes();
     assert.equal(await a.loadEarly('z9hG4bKsfabc'), null);
   });
 

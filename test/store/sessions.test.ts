@@ -137,6 +137,16 @@ function sessionContract(name: string, open: OpenHandles): void {
       await b.delete('never-there'); // resolves
     });
 
+    test('deleteMany removes every key given (absent ones too), leaves the others; a bad key writes nothing', async () => {
+      const { a, b } = await fresh();
+      for (let i = 0; i < 30; i++) await a.put(`many.${i}`, `d${i}`, 0, HOUR);
+      await b.deleteMany([...Array.from({ length: 20 }, (_, i) => `many.${i}`), 'never-there']);
+      for (let i = 0; i < 30; i++) assert.equal((await a.get(`many.${i}`)) === null, i < 20, `many.${i}`);
+      await b.deleteMany([]);
+      await assert.rejects(b.deleteMany(['many.20', 'bad key']), (err: unknown) => (err as { code?: string }).code === 'STORE_INVALID');
+      assert.deepEqual(await a.get('many.20'), { data: 'd20', version: 1 }, 'nothing deleted when one key is bad');
+    });
+
     test('a record past its TTL reads as null, refuses its old version, and is created again with expected 0', async () => {
       const { a, b } = await fresh();
       assert.equal(await a.put('short', 'brief', 0, SHORT_TTL), 1);

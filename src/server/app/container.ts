@@ -157,7 +157,7 @@ export class AppContainer implements NodeApp, ContainerOps {
       settingUp: this.#settingUp,
       unanswered: this.#unansweredCount,
       unknownDialogs: this.counters.unknownDialogs,
-      ...(r === undefined ? {} : { replication: { writes: r.writes, bytes: r.bytes, failovers: r.failovers } }),
+      ...(r === undefined ? {} : { replication: { writes: r.writes, bytes: r.bytes, failovers: r.failovers, lagMs: Math.round(this.#replicator!.lagMs * 100) / 100, pending: this.#replicator!.pending } }),
     };
   }
 

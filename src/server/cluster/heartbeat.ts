@@ -8,6 +8,18 @@ import type { ListenAddress } from '../../sip/transport/types.ts';
  * secret, so that nobody without the secret can add a node to the rotation (or drain one).
  */
 
+/** A node's replication, as it reports it: totals since it started, and how far its replicas lag. */
+export interface ReplicationLoad {
+  writes: number;
+  bytes: number;
+  /** Calls continued here after their node died. */
+  failovers: number;
+  /** Store write latency, moving average (ms): how long a 2xx waits for its replica. */
+  lagMs?: number;
+  /** Calls whose last write failed and waits to be retried (their replica is behind). */
+  pending?: number;
+}
+
 export interface NodeAnnouncement {
   /** Stable node id (the same after a restart). */
   id: string;
@@ -25,7 +37,7 @@ export interface NodeAnnouncement {
   admin?: string;
   /** In-dialog requests that reached this node for calls it did not hold (since its start). */
   unknownDialogs: number;
-  replication?: { writes: number; bytes: number; failovers: number };
+  replication?: ReplicationLoad;
   pid: number;
   /** Increases with every heartbeat of one boot: an older datagram arriving late is ignored. */
   seq: number;

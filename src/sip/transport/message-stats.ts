@@ -1,27 +1,32 @@
 /**
- * Counts of SIP messages by direction: requests by method, responses by class (1xx..6xx) and CSeq method. Plain
- * maps incremented on the hot path (no metrics library below the admin layer, which reads them when scraped).
+ * Counts of SIP messages by direction: requests by method, responses by CSeq method and class (1xx..6xx). Plain
+ * maps keyed by the method (no string built per message), incremented on the hot path; the admin layer reads them
+ * when scraped.
  */
 export class MessageStats {
-  /** `${direction} ${method}` → count. */
-  readonly requests = new Map<string, number>();
-  /** `${direction} ${method} ${class}` → count, class as '2xx'. */
-  readonly responses = new Map<string, number>();
+  /** method → count, per direction. */
+  readonly requests = { in: new Map<string, number>(), out: new Map<string, number>() };
+  /** method → counts by class (index 1..6), per direction. */
+  readonly responses = { in: new Map<string, number[]>(), out: new Map<string, number[]>() };
 
   request(direction: 'in' | 'out', method: string): void {
-    const key = `${direction} ${boundedMethod(method)}`;
-    this.requests.set(key, (this.requests.get(key) ?? 0) + 1);
+    const m = this.requests[direction];
+    const key = KNOWN_METHODS.has(method) ? method : 'other';
+    m.set(key, (m.get(key) ?? 0) + 1);
   }
 
   response(direction: 'in' | 'out', method: string, status: number): void {
-    const key = `${direction} ${boundedMethod(method)} ${Math.trunc(status / 100)}xx`;
-    this.responses.set(key, (this.responses.get(key) ?? 0) + 1);
+    const m = this.responses[direction];
+    const key = KNOWN_METHODS.has(method) ? method : 'other';
+    let counts = m.get(key);
+    if (counts === undefined) {
+      counts = [0, 0, 0, 0, 0, 0, 0];
+      m.set(key, counts);
+    }
+    const cls = (status / 100) | 0;
+    if (cls >= 1 && cls <= 6) counts[cls]!++;
   }
 }
 
-const KNOWN_METHODS = new Set(['INVITE', 'ACK', 'BYE', 'CANCEL', 'OPTIONS', 'REGISTER', 'PRACK', 'SUBSCRIBE', 'NOTIFY', 'PUBLISH', 'INFO', 'REFER', 'MESSAGE', 'UPDATE']);
-
 /** Extension methods share one label: a peer inventing methods must not grow the series without bound. */
-function boundedMethod(method: string): string {
-  return KNOWN_METHODS.has(method) ? method : 'other';
-}
+const KNOWN_METHODS = new Set(['INVITE', 'ACK', 'BYE', 'CANCEL', 'OPTIONS', 'REGISTER', 'PRACK', 'SUBSCRIBE', 'NOTIFY', 'PUBLISH', 'INFO', 'REFER', 'MESSAGE', 'UPDATE']);
