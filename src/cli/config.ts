@@ -1,3 +1,4 @@
+import { parseStoreUrl } from '../store/url.ts';
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { MOBICENTS_REPLICATION_PROPERTY, parseReplicationStrategy, REPLICATION_STRATEGIES, type ReplicationStrategy } from '../server/cluster/replication.ts';
@@ -195,16 +196,21 @@ export function resolveUpConfig(raw: UpRaw, keyName: (key: UpKey) => string = (k
     return v === undefined ? undefined : hostPort(keyName(k), v, 0);
   };
   const app = raw.app === undefined ? ['proxy'] : Array.isArray(raw.app) ? raw.app : [raw.app];
+  const strategy = s('replication') !== undefined || s('sip-stack-properties') === undefined
+    ? replication(keyName('replication'), s('replication'))
+    : readStackProperties(s('sip-stack-properties')!, keyName('sip-stack-properties')) ?? 'ConfirmedDialog';
+  const store = checkStore(keyName('store'), s('store'));
+  if (store !== undefined && /^postgres(ql)?:/i.test(store) && strategy !== 'None') {
+    throw new ConfigError(keyName('replication'), `${strategy} needs a store that holds calls (sqlite: or redis:); postgres: keeps registrations only: give replication None`);
+  }
   return {
     nodes,
     app,
     routeTo,
     listen: hostPort(keyName('listen'), s('listen') ?? '127.0.0.1:5060'),
     transport: parseTransports(s('transport'), keyName('transport')),
-    store: s('store'),
-    replication: s('replication') !== undefined || s('sip-stack-properties') === undefined
-      ? replication(keyName('replication'), s('replication'))
-      : readStackProperties(s('sip-stack-properties')!, keyName('sip-stack-properties')) ?? 'ConfirmedDialog',
+    store,
+    replication: strategy,
     data: s('data') ?? 'sipfleet-data',
     nodeAddress,
     nodePort: positiveInt(keyName('node-port'), s('node-port'), 5060),
@@ -219,6 +225,20 @@ export function resolveUpConfig(raw: UpRaw, keyName: (key: UpKey) => string = (k
     options,
     logLevel: logLevel(keyName('log-level'), s('log-level')),
   };
+}
+
+/** A store URL `up`'s nodes can open, checked here so a bad one stops `up` instead of failing every node in a loop. */
+function checkStore(key: string, url: string | undefined): string | undefined {
+  if (url === undefined) return undefined;
+  let cfg;
+  try {
+    cfg = parseStoreUrl(url);
+  } catch (err) {
+    throw new ConfigError(key, (err as Error).message.replace(/^store: /, ''));
+  }
+  if (cfg.kind === 'sqlite' && cfg.path === ':memory:') throw new ConfigError(key, 'sqlite::memory: is one process\'s own database; the nodes need a file they share');
+  if (cfg.kind === 'memory') throw new ConfigError(key, 'memory: is one process\'s own store; the nodes of a cluster need a shared one (sqlite: or redis:)');
+  return url;
 }
 
 /** The n-th address after `base` (127.0.0.2 + 1 = 127.0.0.3). */

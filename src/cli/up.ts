@@ -118,7 +118,7 @@ class Cluster {
     writeFileSync(adminFile, JSON.stringify({ url: this.#admin.url, pid: process.pid, started: new Date().toISOString() }) + '\n');
     const st = this.#balancer.status();
     const outbound = this.#balancer.forwarder.internal.listening[0]!;
-    const control = `${internal.host}:${this.#balancer.controlPort}`;
+    const control = `${c.control?.host ?? internal.host}:${this.#balancer.controlPort}`;
     for (let i = 0; i < c.nodes; i++) {
       const id = `node-${i + 1}`;
       const address = c.nodes === 1 && !/^127\./.test(c.nodeAddress) ? c.nodeAddress : nthAddress(c.nodeAddress, i);

@@ -351,6 +351,15 @@ describe('loadUpConfig and sipfleet config check', () => {
     return { code: exit.code, stdout: p.stdout, stderr: p.stderr };
   }
 
+  test('the store is checked before any node starts: scheme, a per-process store, postgres without replication None', () => {
+    assert.throws(() => resolveUpConfig({ store: 'mongodb://x' }), /^ConfigError: --store: unknown scheme "mongodb:"/);
+    assert.throws(() => resolveUpConfig({ store: 'memory:' }), /--store: memory: is one process's own store/);
+    assert.throws(() => resolveUpConfig({ store: 'sqlite::memory:' }), /--store: sqlite::memory: is one process's own database/);
+    assert.throws(() => resolveUpConfig({ store: 'postgres://postgres@127.0.0.1/test' }), /--replication: ConfirmedDialog needs a store that holds calls/);
+    assert.equal(resolveUpConfig({ store: 'postgres://postgres@127.0.0.1/test', replication: 'None' }).store, 'postgres://postgres@127.0.0.1/test');
+    assert.equal(resolveUpConfig({ store: 'redis://127.0.0.1:6379/2' }).store, 'redis://127.0.0.1:6379/2');
+  });
+
   test('config check: a valid file prints the effective config; a wrong type or an unknown key exits 2 naming the key', async () => {
     const dir = makeTempDir('sipfleet-conf-');
     const good = path.join(dir, 'good.yaml');
