@@ -1,5 +1,6 @@
 import { parseStoreUrl } from '../store/url.ts';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import path from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { MOBICENTS_REPLICATION_PROPERTY, parseReplicationStrategy, REPLICATION_STRATEGIES, type ReplicationStrategy } from '../server/cluster/replication.ts';
 import { parseHostPort, type TransportProtocol } from '../sip/transport/types.ts';
@@ -91,6 +92,8 @@ export interface UpConfig {
   callMs: number | undefined;
   options: Record<string, string>;
   logLevel: LogLevel;
+  /** The nodes' own settings (timers, router, auth, tracing), as the flags `sipfleet node` takes. */
+  nodeFlags: string[];
 }
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
@@ -125,7 +128,12 @@ export const UP_KEYS = [
   'nodes', 'app', 'route-to', 'listen', 'transport', 'store', 'replication', 'data', 'node-address', 'node-port',
   'internal', 'control', 'admin', 'dead-after-ms', 'heartbeat-ms', 'restart-delay-ms', 'ring-ms', 'call-ms', 'option',
   'sip-stack-properties', 'log-level',
+  // Handed to every node as its own flags:
+  't1', 't2', 't4', 'router', 'auth-realm', 'trace-sip', 'no-record-route', 'auth-invites',
 ] as const;
+
+/** Keys that are switches: `--trace-sip` on the command line, `trace-sip: true` (or false) in YAML. */
+export const UP_SWITCHES: ReadonlySet<string> = new Set(['trace-sip', 'no-record-route', 'auth-invites']);
 type UpKey = (typeof UP_KEYS)[number];
 export type UpRaw = Partial<Record<UpKey, string | string[]>>;
 
@@ -224,7 +232,35 @@ export function resolveUpConfig(raw: UpRaw, keyName: (key: UpKey) => string = (k
     callMs: s('call-ms') === undefined ? undefined : positiveInt(keyName('call-ms'), s('call-ms'), 0),
     options,
     logLevel: logLevel(keyName('log-level'), s('log-level')),
+    nodeFlags: nodeFlags(s, keyName),
   };
+}
+
+/** The keys `up` hands to each node as its flags, checked here (a bad one would make every node exit, in a loop). */
+function nodeFlags(s: (k: UpKey) => string | undefined, keyName: (k: UpKey) => string): string[] {
+  const flags: string[] = [];
+  const t = { t1: 500, t2: 4000, t4: 5000 };
+  for (const k of ['t1', 't2', 't4'] as const) {
+    if (s(k) === undefined) continue;
+    t[k] = positiveInt(keyName(k), s(k), t[k], false);
+    flags.push(`--${k}`, String(t[k]));
+  }
+  if (t.t2 < t.t1) throw new ConfigError(keyName('t2'), `must not be shorter than t1 (${t.t1} ms), got ${t.t2} ms`);
+  const router = s('router');
+  if (router !== undefined) {
+    if (!existsSync(router)) throw new ConfigError(keyName('router'), `no file ${router}`);
+    flags.push('--router', path.resolve(router));
+  }
+  const realm = s('auth-realm');
+  if (realm !== undefined) flags.push('--auth-realm', realm);
+  for (const k of ['trace-sip', 'no-record-route', 'auth-invites'] as const) {
+    const v = s(k);
+    if (v === undefined || v === 'false') continue;
+    if (v !== 'true') throw new ConfigError(keyName(k), `expected true or false, got "${v}"`);
+    flags.push(`--${k}`);
+  }
+  if (flags.includes('--auth-invites') && realm === undefined) throw new ConfigError(keyName('auth-invites'), 'needs auth-realm');
+  return flags;
 }
 
 /** A store URL `up`'s nodes can open, checked here so a bad one stops `up` instead of failing every node in a loop. */

@@ -71,6 +71,8 @@ Commands:
               --node-address IP --node-port N
               --internal/--control/--admin HOST:PORT --dead-after-ms N --heartbeat-ms N
               --restart-delay-ms N --ring-ms N --call-ms N --option K=V --log-level L
+              --t1/--t2/--t4 MS --router FILE --auth-realm R --trace-sip --no-record-route
+              --auth-invites        handed to every node
               --config FILE         the same keys in YAML (flags win; SIPFLEET_STORE overrides store)
   config    check FILE              validate a config file as "up" would, bind nothing
   status    [--json] [--admin URL] [--data DIR]  the nodes of the cluster run by "up" here

@@ -10,7 +10,7 @@ import { Balancer, type BalancerStatus } from '../balancer/balancer.ts';
 import { formatHostPort } from '../sip/transport/types.ts';
 import { listenOn } from './balancer.ts';
 import { createLog } from './log.ts';
-import { ConfigError, loadUpConfig, nthAddress, UP_KEYS, type UpConfig, type UpRaw } from './config.ts';
+import { ConfigError, loadUpConfig, nthAddress, UP_KEYS, UP_SWITCHES, type UpConfig, type UpRaw } from './config.ts';
 
 /** This CLI's entry module, run again for each node (under the same loader: tsx in development, dist otherwise). */
 const MAIN = fileURLToPath(new URL(`./main${path.extname(fileURLToPath(import.meta.url))}`, import.meta.url));
@@ -44,11 +44,14 @@ function isAlive(pid: number): boolean {
 
 /** `sipfleet up`: a balancer (in this process) and N node processes, restarted when they die. */
 export async function runUp(argv: string[]): Promise<number> {
-  const options: Record<string, { type: 'string'; multiple?: boolean }> = { config: { type: 'string' } };
-  for (const k of UP_KEYS) options[k] = k === 'app' || k === 'option' ? { type: 'string', multiple: true } : { type: 'string' };
+  const options: Record<string, { type: 'string' | 'boolean'; multiple?: boolean }> = { config: { type: 'string' } };
+  for (const k of UP_KEYS) options[k] = k === 'app' || k === 'option' ? { type: 'string', multiple: true } : UP_SWITCHES.has(k) ? { type: 'boolean' } : { type: 'string' };
   const { values } = parseArgs({ args: argv, options, strict: true });
   const fromFlags: UpRaw = {};
-  for (const k of UP_KEYS) if (values[k] !== undefined) fromFlags[k] = values[k] as string | string[];
+  for (const k of UP_KEYS) {
+    const v = values[k];
+    if (v !== undefined) fromFlags[k] = typeof v === 'boolean' ? String(v) : (v as string | string[]);
+  }
   return new Cluster(loadUpConfig(values.config as string | undefined, fromFlags)).run();
 }
 
@@ -134,6 +137,7 @@ class Cluster {
       if (c.ringMs !== undefined) args.push('--ring-ms', String(c.ringMs));
       if (c.callMs !== undefined) args.push('--call-ms', String(c.callMs));
       for (const [k, v] of Object.entries(c.options)) args.push('--option', `${k}=${v}`);
+      args.push(...c.nodeFlags);
       this.#children.push({ id, address, args, process: null, pid: 0, restarts: 0, lastExit: null, startedAt: 0 });
     }
     this.#log.info(`sipfleet up: balancer external ${st.external.join(' ')}, internal ${st.internal.join(' ')}, control ${st.control}; ` +

@@ -45,6 +45,7 @@ describe('resolveUpConfig', () => {
       callMs: undefined,
       options: {},
       logLevel: 'info',
+      nodeFlags: [],
     });
   });
 
@@ -350,6 +351,18 @@ describe('loadUpConfig and sipfleet config check', () => {
     const exit = await p.exited;
     return { code: exit.code, stdout: p.stdout, stderr: p.stderr };
   }
+
+  test('node settings (timers, router, auth, switches) become each node\'s flags, checked first', () => {
+    const dir = makeTempDir('sipfleet-conf-');
+    const router = path.join(dir, 'router.yaml');
+    writeFileSync(router, 'rules: []\n');
+    assert.deepEqual(resolveUpConfig({ t1: '250', t2: '2000', router, 'auth-realm': 'example.com', 'trace-sip': 'true', 'no-record-route': 'false', 'auth-invites': 'true' }).nodeFlags,
+      ['--t1', '250', '--t2', '2000', '--router', router, '--auth-realm', 'example.com', '--trace-sip', '--auth-invites']);
+    assert.throws(() => resolveUpConfig({ t1: '500', t2: '100' }), /--t2: must not be shorter than t1 \(500 ms\), got 100 ms/);
+    assert.throws(() => resolveUpConfig({ router: path.join(dir, 'none.yaml') }), /--router: no file/);
+    assert.throws(() => resolveUpConfig({ 'trace-sip': 'yes' }), /--trace-sip: expected true or false, got "yes"/);
+    assert.throws(() => resolveUpConfig({ 'auth-invites': 'true' }), /--auth-invites: needs auth-realm/);
+  });
 
   test('the store is checked before any node starts: scheme, a per-process store, postgres without replication None', () => {
     assert.throws(() => resolveUpConfig({ store: 'mongodb://x' }), /^ConfigError: --store: unknown scheme "mongodb:"/);
