@@ -21,6 +21,8 @@ export interface ClusterNode {
   traffic: { newCalls: number; requests: number; responses: number };
   /** The node's own admin endpoint (its /metrics). */
   admin: string | null;
+  /** Since its last heartbeat, when the status was read (ms). */
+  heartbeatAgeMs: number;
 }
 
 export interface ClusterStatus {
