@@ -25,6 +25,11 @@ export interface TransportOptions {
    * itself would not lead the proxy to the next hop chosen for it, a Route to that hop is added.
    */
   outboundProxy?: Destination | null;
+  /**
+   * Asked before a message is parsed: false drops it unread (counted in `refused`). The balancer's per-source
+   * limits use it, so a flood costs as little as possible. Null: everything is admitted.
+   */
+  admit?: ((source: Source, size: number) => boolean) | null;
 }
 
 /** The transport layer's user: the transaction layer, or a test. */
@@ -41,6 +46,8 @@ export interface TransportCounters {
   sendErrors: number;
   /** Messages whose processing above the transport threw (counted, never propagated). */
   userErrors: number;
+  /** Messages the `admit` hook refused (dropped before parsing). */
+  refused: number;
 }
 
 type SendError = (err: Error) => void;
@@ -60,7 +67,7 @@ export class TransportLayer {
   readonly #dnsCache = new Map<string, { address: string; expires: number }>();
   #listening: ListenAddress[] = [];
   readonly #sentBy = new Map<TransportProtocol, string>();
-  readonly counters: TransportCounters = { received: 0, sent: 0, malformed: 0, sendErrors: 0, userErrors: 0 };
+  readonly counters: TransportCounters = { received: 0, sent: 0, malformed: 0, sendErrors: 0, userErrors: 0, refused: 0 };
   /** Messages by method and response class (retransmissions are the transaction layer's count). */
   readonly stats = new MessageStats();
   /** Observes every message in or out (for --trace-sip and tests); null when unused, to keep the hot path lean. */
@@ -79,6 +86,7 @@ export class TransportLayer {
       tcpConnectTimeoutMs: 5_000,
       udpMtu: 1300,
       outboundProxy: null,
+      admit: null,
       ...options,
     };
     if (opts.listen.length === 0) throw new SipError('SIP_TRANSPORT', 500, 'no listening address');
@@ -152,6 +160,11 @@ export class TransportLayer {
 
   #receive(data: Buffer, source: Source): void {
     this.counters.received++;
+    const admit = this.#options.admit;
+    if (admit !== null && !admit(source, data.length)) {
+      this.counters.refused++;
+      return;
+    }
     if (this.tap !== null) this.tap('in', data, source);
     // A lone CRLF keep-alive on UDP (RFC 5626 §3.5.1 is for streams, but phones send them on UDP too).
     if (data.length <= 4 && data.every((b) => b === 0x0d || b === 0x0a)) return;
