@@ -21,6 +21,8 @@ export interface DashboardNode {
   pending: number;
   version: string;
   deadReason: string | null;
+  /** Past its overload limits: the reason (lag, calls, transactions, heap), else null. */
+  overloaded: string | null;
 }
 
 export interface DashboardSnapshot {
@@ -63,6 +65,7 @@ export class DashboardFeed {
         id: n.id, state: n.state, calls: n.calls, settingUp: n.settingUp, newCalls: n.traffic.newCalls,
         failovers: n.replication?.failovers ?? 0, callsPerSec: n.callsPerSec, lagMs: n.replication?.lagMs ?? null,
         pending: n.replication?.pending ?? 0, version: n.version, deadReason: n.deadReason,
+        overloaded: n.overloaded ? n.overloadReason ?? 'overloaded' : null,
       })),
     };
   }
@@ -175,7 +178,7 @@ function render(snap) {
     const t = tile(n.id);
     t.dataset.state = n.state;
     t.dataset.calls = String(n.calls);
-    t.querySelector(".state").textContent = n.state + (n.deadReason ? " (" + n.deadReason + ")" : "");
+    t.querySelector(".state").textContent = n.state + (n.deadReason ? " (" + n.deadReason + ")" : "") + (n.overloaded ? " · overloaded (" + n.overloaded + ")" : "");
     t.querySelector(".calls").textContent = String(n.calls);
     t.querySelector(".meta").textContent = "calls · " + n.callsPerSec + "/s · " + n.settingUp + " setting up · " + n.failovers + " taken over" +
       (n.lagMs === null ? "" : " · replica " + n.lagMs.toFixed(1) + " ms" + (n.pending > 0 ? " (" + n.pending + " behind)" : "")) + " · v" + n.version;

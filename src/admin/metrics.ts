@@ -76,6 +76,11 @@ export class NodeMetrics {
       const s = src();
       if (s !== null) set({}, s.node.stack.transport.counters.malformed);
     });
+    readCounter(r, 'sipfleet_sip_rejected_total', 'Messages rejected, by reason: over a limit, malformed, another version, refused unread (admission)', ['reason'], (set) => {
+      const rejected = src()?.node.stack.transport.counters.rejected;
+      if (rejected === undefined) return;
+      for (const [reason, v] of Object.entries(rejected)) set({ reason }, v);
+    });
     readCounter(r, 'sipfleet_sip_transactions_created_total', 'Transactions created, by kind', ['kind'], (set) => {
       const t = src()?.node.stack.transactions.counters;
       if (t === undefined) return;

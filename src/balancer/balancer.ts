@@ -3,6 +3,7 @@ import type { TransportOptions } from '../sip/transport/transport-layer.ts';
 import type { ListenAddress } from '../sip/transport/types.ts';
 import { Forwarder, type NodeTraffic } from './forwarder.ts';
 import { Membership, type MembershipEvent } from './membership.ts';
+import { SourceLimiter, type SourceLimitCounters, type SourceLimitOptions } from './source-limits.ts';
 
 export interface BalancerOptions {
   external: ListenAddress[];
@@ -14,7 +15,9 @@ export interface BalancerOptions {
   deadAfterMs?: number;
   probeMs?: number;
   retryAfterS?: number;
-  transport?: Omit<TransportOptions, 'listen'>;
+  transport?: Omit<TransportOptions, 'listen' | 'admit'>;
+  /** Per-source limits on the external side (messages/s per source address); null or rate 0: none. */
+  sourceLimits?: SourceLimitOptions | null;
   /** One line per membership change (joined, dead, restarted, draining…), with how long detection took. */
   log?: (line: string) => void;
 }
@@ -25,6 +28,10 @@ export interface NodeStatus {
   boot: string;
   version: string;
   state: 'up' | 'draining' | 'dead';
+  /** Past its overload limits (its heartbeat says): new calls go to other nodes while there are any. */
+  overloaded: boolean;
+  /** Which limit: lag, calls, transactions or heap. */
+  overloadReason: string | null;
   sip: string[];
   calls: number;
   /** Calls being set up (initial INVITEs not answered yet). */
@@ -49,7 +56,21 @@ export interface BalancerStatus {
   internal: string[];
   control: string;
   nodes: NodeStatus[];
-  counters: Forwarder['counters'] & Membership['counters'];
+  counters: Forwarder['counters'] & Membership['counters'] & BalancerSourceCounters;
+}
+
+/** Per-source limits, in the status counters (all 0 when off). */
+export interface BalancerSourceCounters {
+  /** Messages refused on the external side before parsing (every reason). */
+  externalRefused: number;
+  /** A source sent faster than --source-rate (beyond its burst). */
+  sourceRefusedRate: number;
+  /** A new source while the table of tracked sources was full of active ones. */
+  sourceRefusedTableFull: number;
+  /** Idle sources forgotten to make room. */
+  sourceEvicted: number;
+  /** Source addresses tracked now (a gauge). */
+  sourcesTracked: number;
 }
 
 const fmt = (l: ListenAddress): string => `${l.protocol.toLowerCase()}:${l.host.includes(':') ? `[${l.host}]` : l.host}:${l.port}`;
@@ -58,11 +79,14 @@ const fmt = (l: ListenAddress): string => `${l.protocol.toLowerCase()}:${l.host.
 export class Balancer {
   readonly membership: Membership;
   readonly forwarder: Forwarder;
+  /** Null when per-source limits are off. */
+  readonly sourceLimiter: SourceLimiter | null;
   readonly #options: BalancerOptions;
 
-  private constructor(membership: Membership, forwarder: Forwarder, options: BalancerOptions) {
+  private constructor(membership: Membership, forwarder: Forwarder, options: BalancerOptions, sourceLimiter: SourceLimiter | null) {
     this.membership = membership;
     this.forwarder = forwarder;
+    this.sourceLimiter = sourceLimiter;
     this.#options = options;
     this.#rateTimer = setInterval(() => this.#sampleRates(), 1000);
     this.#rateTimer.unref();
@@ -84,6 +108,8 @@ export class Balancer {
   }
 
   static async start(options: BalancerOptions): Promise<Balancer> {
+    // Made first: a bad limit fails before anything is bound.
+    const limiter = options.sourceLimits == null || options.sourceLimits.rate === 0 ? null : new SourceLimiter(options.sourceLimits);
     const membership = new Membership({
       secret: options.secret, host: options.control.host, port: options.control.port,
       deadAfterMs: options.deadAfterMs, probeMs: options.probeMs,
@@ -91,12 +117,16 @@ export class Balancer {
     await membership.start();
     let forwarder: Forwarder;
     try {
-      forwarder = await Forwarder.start({ external: options.external, internal: options.internal, membership, retryAfterS: options.retryAfterS, transport: options.transport });
+      forwarder = await Forwarder.start({
+        external: options.external, internal: options.internal, membership, retryAfterS: options.retryAfterS,
+        transport: options.transport, secret: options.secret,
+        externalAdmit: limiter === null ? null : (source) => limiter.admit(source.host),
+      });
     } catch (err) {
       await membership.close();
       throw err;
     }
-    const b = new Balancer(membership, forwarder, options);
+    const b = new Balancer(membership, forwarder, options, limiter);
     const log = options.log;
     membership.onEvent = (e) => {
       log?.(describe(e));
@@ -146,11 +176,22 @@ export class Balancer {
       internal: this.forwarder.internal.listening.map(fmt),
       control: `udp:${this.#options.control.host}:${this.membership.port}`,
       nodes: this.membership.members.map((m) => ({
-        id: m.id, pid: m.pid, boot: m.boot, version: m.version, state: m.state, sip: m.addresses.map(fmt),
+        id: m.id, pid: m.pid, boot: m.boot, version: m.version, state: m.state, overloaded: !m.dead && m.overloaded, overloadReason: m.dead ? null : m.overloadReason, sip: m.addresses.map(fmt),
         calls: m.dead ? 0 : m.calls, settingUp: m.dead ? 0 : m.settingUp, unanswered: m.dead ? 0 : m.unanswered, unknownDialogs: m.unknownDialogs, replication: m.replication, traffic: this.forwarder.traffic.get(m.id) ?? { newCalls: 0, requests: 0, responses: 0 },
         deadReason: m.deadReason, heartbeatAgeMs: now - m.lastSeen, admin: m.admin, callsPerSec: this.#rates.get(m.id)?.perSec ?? 0,
       })).sort((a, b) => (a.id < b.id ? -1 : 1)),
-      counters: { ...this.forwarder.counters, ...this.membership.counters },
+      counters: { ...this.forwarder.counters, ...this.membership.counters, ...this.sourceCounters() },
+    };
+  }
+
+  sourceCounters(): BalancerSourceCounters {
+    const c: SourceLimitCounters | undefined = this.sourceLimiter?.counters;
+    return {
+      externalRefused: this.forwarder.external.counters.refused,
+      sourceRefusedRate: c?.refusedRate ?? 0,
+      sourceRefusedTableFull: c?.refusedTableFull ?? 0,
+      sourceEvicted: c?.evicted ?? 0,
+      sourcesTracked: this.sourceLimiter?.tracked ?? 0,
     };
   }
 
@@ -206,6 +247,8 @@ function describe(e: MembershipEvent): string {
     case 'back': return `node ${m.id} is back (heard again after ${Date.now() - m.deadAt} ms)`;
     case 'draining': return `node ${m.id} draining (${m.calls} calls in progress)`;
     case 'undrained': return `node ${m.id} takes new calls again`;
+    case 'overloaded': return `node ${m.id} overloaded (${m.overloadReason ?? 'unknown'}): new calls go to other nodes`;
+    case 'relieved': return `node ${m.id} no longer overloaded`;
     case 'dead': return `node ${m.id} dead (${e.reason}; last heartbeat ${m.deadAt - m.lastSeen} ms before)`;
   }
 }

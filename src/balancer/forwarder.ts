@@ -4,9 +4,11 @@ import { formatAddress, type Address } from '../sip/message/address.ts';
 import { cloneUri, isSipUri, type Uri } from '../sip/message/uri.ts';
 import { MAGIC_COOKIE } from '../sip/message/via.ts';
 import { TransportLayer, uriDestination, type TransportOptions } from '../sip/transport/transport-layer.ts';
-import { formatHostPort, type Destination, type ListenAddress, type Source, type TransportProtocol } from '../sip/transport/types.ts';
+import { formatHostPort, transportParam, type Destination, type ListenAddress, type Source, type TransportProtocol } from '../sip/transport/types.ts';
+import { FlowTokens } from './flow-token.ts';
 import type { Member, Membership } from './membership.ts';
 import { pickNode } from './routing.ts';
+import { randomBytes } from 'node:crypto';
 
 export interface ForwarderOptions {
   /** Where clients reach the cluster. */
@@ -17,6 +19,10 @@ export interface ForwarderOptions {
   /** Seconds in the Retry-After of the 503 sent when no node can take a request (default 5). */
   retryAfterS?: number;
   transport?: Omit<TransportOptions, 'listen'>;
+  /** Signs the flow tokens naming client connections (the cluster secret; default: a random one). */
+  secret?: string;
+  /** Asked for each message from outside before it is parsed (per-source limits); the internal side has none. */
+  externalAdmit?: TransportOptions['admit'];
 }
 
 export interface NodeTraffic {
@@ -27,6 +33,7 @@ export interface NodeTraffic {
 }
 
 const DIALOG_CREATING = new Set(['INVITE', 'SUBSCRIBE', 'REFER']);
+const ALL_PROTOCOLS: readonly TransportProtocol[] = ['UDP', 'TCP', 'TLS', 'WS', 'WSS'];
 /** Our branches: cookie, "sf", the call's affinity key (8 hex), then "p<port>" for a TCP client, "x", the rest. */
 const OUR_BRANCH = MAGIC_COOKIE + 'sf';
 
@@ -45,12 +52,14 @@ export class Forwarder {
   readonly #membership: Membership;
   readonly #own = new Set<string>();
   readonly #ownSentBy = new Set<string>();
+  /** Per side and transport: our Record-Route entry, as `<sip:` + user@ + this + `;lr>` (user: a flow token). */
   readonly #extRR = new Map<TransportProtocol, string>();
   readonly #intRR = new Map<TransportProtocol, string>();
+  readonly #flows: FlowTokens;
   readonly #retryAfter: string;
   readonly counters = {
     requests: 0, responses: 0, toNodes: 0, outward: 0, failovers: 0, noNode: 0, tooManyHops: 0, dropped: 0,
-    nodeSendErrors: 0,
+    nodeSendErrors: 0, flowFailed: 0,
   };
   readonly traffic = new Map<string, NodeTraffic>();
 
@@ -59,15 +68,15 @@ export class Forwarder {
     this.internal = internal;
     this.#membership = options.membership;
     this.#retryAfter = String(options.retryAfterS ?? 5);
+    this.#flows = new FlowTokens(options.secret ?? randomBytes(16).toString('hex'));
     for (const [layer, rr] of [[external, this.#extRR], [internal, this.#intRR]] as const) {
       for (const l of layer.listening) {
         const hp = formatHostPort(l.host, l.port);
         this.#own.add(hp);
         this.#ownSentBy.add(hp);
       }
-      for (const p of ['UDP', 'TCP'] as const) {
-        if (!layer.supports(p)) continue;
-        rr.set(p, `<sip:${layer.sentBy(p)}${p === 'TCP' ? ';transport=tcp' : ''};lr>`);
+      for (const p of ALL_PROTOCOLS) {
+        if (layer.supports(p)) rr.set(p, `${layer.sentBy(p)}${transportParam(p)};lr>`);
       }
     }
     external.setUser({ receiveRequest: (r, s) => this.#onRequest(r, s, false), receiveResponse: (r) => this.#onResponse(r, false) });
@@ -75,7 +84,7 @@ export class Forwarder {
   }
 
   static async start(options: ForwarderOptions): Promise<Forwarder> {
-    const external = await TransportLayer.start({ ...options.transport, listen: options.external });
+    const external = await TransportLayer.start({ ...options.transport, listen: options.external, admit: options.externalAdmit ?? null });
     let internal: TransportLayer;
     try {
       internal = await TransportLayer.start({ ...options.transport, listen: options.internal });
@@ -121,11 +130,16 @@ export class Forwarder {
     req.set('max-forwards', mf === null ? 70 : mf - 1);
     // Our own Record-Route entries (one per side) come back as the top Routes: they have done their job.
     let next: Address | null = null;
+    let flow: Destination | null = null;
     if (req.has('route')) {
       const routes = req.routes();
       let i = 0;
       while (i < routes.length && this.#isOwn(routes[i]!.uri)) i++;
-      for (let k = 0; k < i; k++) req.removeFirst('route');
+      for (let k = 0; k < i; k++) {
+        req.removeFirst('route');
+        const uri = routes[k]!.uri;
+        if (fromNode && flow === null && isSipUri(uri) && uri.user !== null) flow = this.#flows.decode(uri.user);
+      }
       if (i < routes.length) next = routes[i]!;
     }
     const target = next?.uri ?? req.uri;
@@ -133,8 +147,19 @@ export class Forwarder {
     if (!fromNode || member !== undefined || (next === null && this.#isOwn(req.uri))) {
       this.#toNode(req, source, layer, next, member);
     } else {
-      this.#outward(req, source, target);
+      this.#outward(req, source, target, flow);
     }
+  }
+
+  /** Our Record-Route (or Path) entry on one side for a transport, naming a client connection when given. */
+  #rrEntry(side: Map<TransportProtocol, string>, protocol: TransportProtocol, flow: string | null): string {
+    const hostPart = side.get(protocol) ?? side.get('UDP') ?? side.values().next().value!;
+    return flow === null ? '<sip:' + hostPart : '<sip:' + flow + '@' + hostPart;
+  }
+
+  /** The flow token of a client connection we could not open ourselves (TLS, WS, WSS), else null. */
+  #flowOf(peer: Destination): string | null {
+    return FlowTokens.needed(peer.protocol) ? this.#flows.encode(peer.protocol, peer.host, peer.port) : null;
   }
 
   /** A request for the cluster: to the node its call lives on, or to the one its affinity key picks. */
@@ -169,11 +194,17 @@ export class Forwarder {
     traffic.requests++;
     if (req.method === 'INVITE' && req.toTag === null) traffic.newCalls++;
     this.counters.toNodes++;
-    const addr = node.address(source.protocol)!;
+    // Nodes speak UDP and TCP: a client's stream (TCP, TLS, WS) continues as TCP when the node has it.
+    const addr = node.address(source.protocol === 'UDP' ? 'UDP' : 'TCP')!;
     const dest: Destination = { protocol: addr.protocol, host: addr.host, port: addr.port };
     if (req.toTag === null && DIALOG_CREATING.has(req.method)) {
-      req.prepend('record-route', this.#extRR.get(source.protocol) ?? this.#extRR.values().next().value!);
-      req.prepend('record-route', this.#intRR.get(dest.protocol) ?? this.#intRR.values().next().value!);
+      req.prepend('record-route', this.#rrEntry(this.#extRR, source.protocol, this.#flowOf(source)));
+      req.prepend('record-route', this.#rrEntry(this.#intRR, dest.protocol, null));
+    } else if (req.method === 'REGISTER' && req.toTag === null) {
+      // RFC 3327 Path: requests for this contact must come back through us, on this very connection when we
+      // cannot open one to the client (RFC 5626 §5.2: the Path entry carries the flow token).
+      const flow = this.#flowOf(source);
+      if (flow !== null) req.prepend('path', this.#rrEntry(this.#intRR, dest.protocol, flow).replace(/;lr>$/, ';lr;ob>'));
     }
     const branch = this.#branch(req, keyHash, source);
     const attempt = node;
@@ -201,20 +232,35 @@ export class Forwarder {
     else req.uri = moved;
   }
 
-  /** A request from a node to the world: to its next Route, or its Request-URI. */
-  #outward(req: SipRequest, source: Source, target: Uri): void {
+  /**
+   * A request from a node to the world: on the client connection its route's flow token names, else to its next
+   * Route or its Request-URI.
+   */
+  #outward(req: SipRequest, source: Source, target: Uri, flow: Destination | null): void {
     let dest: Destination;
-    try {
-      dest = uriDestination(target, 'UDP');
-    } catch (err) {
-      this.counters.dropped++;
-      if (req.method !== 'ACK') this.internal.sendResponse(createResponse(req, 416, (err as Error).message.slice(0, 80)), source);
-      return;
+    let flowToken: string | null = null;
+    if (flow !== null && this.external.hasConnection(flow)) {
+      dest = flow;
+      flowToken = this.#flowOf(flow);
+    } else {
+      if (flow !== null && flow.protocol !== 'TLS') {
+        // RFC 5626 §5.3: the client's WebSocket is gone and only it can open another; it will re-register.
+        this.counters.flowFailed++;
+        if (req.method !== 'ACK') this.internal.sendResponse(createResponse(req, 430, 'Flow Failed'), source);
+        return;
+      }
+      try {
+        dest = uriDestination(target, 'UDP');
+      } catch (err) {
+        this.counters.dropped++;
+        if (req.method !== 'ACK') this.internal.sendResponse(createResponse(req, 416, (err as Error).message.slice(0, 80)), source);
+        return;
+      }
     }
     this.counters.outward++;
     if (req.toTag === null && DIALOG_CREATING.has(req.method)) {
-      req.prepend('record-route', this.#intRR.get(source.protocol) ?? this.#intRR.values().next().value!);
-      req.prepend('record-route', this.#extRR.get(dest.protocol) ?? this.#extRR.values().next().value!);
+      req.prepend('record-route', this.#rrEntry(this.#intRR, source.protocol, null));
+      req.prepend('record-route', this.#rrEntry(this.#extRR, dest.protocol, flowToken));
     }
     // The affinity key of the node's call: stamped in its Contact (a B2BUA leg), else the Call-ID's.
     const contact = req.get('contact');
@@ -237,7 +283,7 @@ export class Forwarder {
       rest = hashString(`${req.callId}|${req.cseq.seq}|${req.fromTag ?? ''}|${req.get('via') ?? ''}|${req.uriText}`).toString(36);
     }
     const key = keyHash.toString(16).padStart(8, '0');
-    const conn = tcpClient !== null && tcpClient.protocol === 'TCP' ? 'p' + tcpClient.port : '';
+    const conn = tcpClient !== null && tcpClient.protocol !== 'UDP' ? 'p' + tcpClient.port : '';
     return OUR_BRANCH + key + conn + 'x' + rest;
   }
 
@@ -259,9 +305,9 @@ export class Forwarder {
     const layer = arrivedFromNode ? this.external : this.internal;
     let dest = layer.responseDestination(res);
     if (arrivedFromNode) {
-      // Back to a client; over TCP, on the connection its request came on (its source port is in our branch).
+      // Back to a client; over a stream, on the connection its request came on (its source port is in our branch).
       const p = branch.charCodeAt(OUR_BRANCH.length + 8) === 0x70 ? Number.parseInt(branch.slice(OUR_BRANCH.length + 9), 10) : NaN;
-      if (dest.protocol === 'TCP' && !Number.isNaN(p)) dest = { ...dest, port: p };
+      if (dest.protocol !== 'UDP' && !Number.isNaN(p)) dest = { ...dest, port: p };
       layer.sendResponseData(res.toBuffer(), dest, null);
       return;
     }

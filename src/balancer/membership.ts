@@ -3,7 +3,7 @@ import dgram from 'node:dgram';
 import { hashString } from '../server/cluster/affinity.ts';
 import { decodeHeartbeat, HeartbeatError, type NodeAnnouncement } from '../server/cluster/heartbeat.ts';
 import type { ListenAddress, TransportProtocol } from '../sip/transport/types.ts';
-import { failoverCandidates, newCallCandidates, type RoutingNode } from './routing.ts';
+import { failoverCandidates, newCallCandidates, notOverloaded, type RoutingNode } from './routing.ts';
 
 export type MemberState = 'up' | 'draining' | 'dead';
 export type DeathReason = 'silent' | 'unreachable' | 'connection' | 'restarted';
@@ -16,6 +16,9 @@ export class Member implements RoutingNode {
   version = '';
   addresses: ListenAddress[] = [];
   draining = false;
+  /** Past its overload limits (its heartbeat says): no new calls while others can take them. */
+  overloaded = false;
+  overloadReason: string | null = null;
   calls = 0;
   unknownDialogs = 0;
   settingUp = 0;
@@ -50,7 +53,7 @@ export class Member implements RoutingNode {
 
   toJSON(): object {
     return {
-      id: this.id, boot: this.boot, version: this.version, state: this.state, draining: this.draining, calls: this.calls,
+      id: this.id, boot: this.boot, version: this.version, state: this.state, draining: this.draining, overloaded: this.overloaded, calls: this.calls,
       pid: this.pid, addresses: this.addresses, lastSeen: this.lastSeen, deadReason: this.deadReason, deadAt: this.deadAt || null,
     };
   }
@@ -78,7 +81,7 @@ export interface MembershipOptions {
 }
 
 export type MembershipEvent =
-  | { type: 'joined' | 'restarted' | 'back' | 'draining' | 'undrained'; member: Member }
+  | { type: 'joined' | 'restarted' | 'back' | 'draining' | 'undrained' | 'overloaded' | 'relieved'; member: Member }
   | { type: 'dead'; member: Member; reason: DeathReason };
 
 /**
@@ -143,7 +146,11 @@ export class Membership {
     return this.#byAddress.get(host + ':' + port);
   }
 
-  /** Nodes that take new calls: alive, not draining, of the highest version. */
+  /**
+   * Nodes that take new calls: alive, not draining, of the highest version, and not overloaded. When every such
+   * node is overloaded, all of them: each answers what it cannot take with 503 and Retry-After itself (its own
+   * view of its load is fresher than its last heartbeat).
+   */
   get newCallNodes(): readonly Member[] {
     return this.#newCall;
   }
@@ -202,6 +209,7 @@ export class Membership {
       event = 'back'; // silent for a while (a long pause), alive after all
     }
     const wasDraining = m.draining;
+    const wasOverloaded = m.overloaded;
     if (event !== null) {
       for (const addr of m.addresses) if (this.#byAddress.get(addr.host + ':' + addr.port) === m) this.#byAddress.delete(addr.host + ':' + addr.port);
       m.boot = a.boot;
@@ -214,6 +222,8 @@ export class Membership {
     }
     m.version = a.version;
     m.draining = a.draining;
+    m.overloaded = a.overloaded === true;
+    m.overloadReason = m.overloaded && typeof a.overloadReason === 'string' ? a.overloadReason.slice(0, 20) : null;
     m.calls = a.calls;
     m.settingUp = typeof a.settingUp === 'number' ? a.settingUp : 0;
     m.unanswered = typeof a.unanswered === 'number' ? a.unanswered : 0;
@@ -223,9 +233,10 @@ export class Membership {
     m.pid = a.pid;
     m.seq = a.seq;
     m.lastSeen = Date.now();
-    if (event !== null || wasDraining !== a.draining) this.#rebuild();
+    if (event !== null || wasDraining !== a.draining || wasOverloaded !== m.overloaded) this.#rebuild();
     if (event !== null) this.onEvent?.({ type: event, member: m });
     if (event === null && wasDraining !== a.draining) this.onEvent?.({ type: a.draining ? 'draining' : 'undrained', member: m });
+    if (wasOverloaded !== m.overloaded && (event === null || m.overloaded)) this.onEvent?.({ type: m.overloaded ? 'overloaded' : 'relieved', member: m });
   }
 
   /** A socket connected to the node's heartbeat socket: when the process dies, the kernel refuses our probes. */
@@ -275,7 +286,7 @@ export class Membership {
     }
     this.#alive = alive;
     this.#accepting = accepting;
-    this.#newCall = newCallCandidates(accepting);
+    this.#newCall = notOverloaded(newCallCandidates(accepting));
   }
 
   async close(): Promise<void> {

@@ -8,6 +8,8 @@ export interface RoutingNode {
   /** hashString(id): a node's rendezvous seed depends only on its id, so every balancer ranks alike. */
   readonly seed: number;
   readonly version: string;
+  /** Its heartbeat says it is past its overload limits. */
+  readonly overloaded?: boolean;
 }
 
 /**
@@ -52,4 +54,14 @@ export function failoverCandidates<T extends RoutingNode>(alive: readonly T[], v
   if (version === null) return alive as T[];
   const same = alive.filter((n) => compareVersions(n.version, version) === 0);
   return same.length > 0 ? same : (alive as T[]);
+}
+
+/**
+ * New calls avoid overloaded nodes; when every candidate is overloaded they still go to them, and each answers
+ * what it cannot take with 503 and Retry-After (its own view of its load is fresher than its last heartbeat).
+ * Applied after the version rule: an upgrade never sends new calls back to an older version.
+ */
+export function notOverloaded<T extends RoutingNode>(candidates: readonly T[]): T[] {
+  const fit = candidates.filter((n) => n.overloaded !== true);
+  return fit.length > 0 ? fit : (candidates as T[]);
 }

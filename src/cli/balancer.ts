@@ -3,7 +3,7 @@ import { adminToken, startBalancerAdmin } from '../admin/balancer-admin.ts';
 import { checkAdminBinding } from '../admin/server.ts';
 import { Balancer } from '../balancer/balancer.ts';
 import type { ListenAddress, TransportProtocol } from '../sip/transport/types.ts';
-import { ConfigError, hostPort, logLevel, parseTransports, positiveInt } from './config.ts';
+import { ConfigError, edgeConfig, hostPort, logLevel, parseTransports, positiveInt, sourceLimits } from './config.ts';
 import { createLog } from './log.ts';
 
 
@@ -29,6 +29,16 @@ export async function runBalancer(argv: string[]): Promise<number> {
       control: { type: 'string' },
       transport: { type: 'string' },
       'dead-after-ms': { type: 'string' },
+      'source-rate': { type: 'string' },
+      'source-burst': { type: 'string' },
+      'max-sources': { type: 'string' },
+      tls: { type: 'string' },
+      ws: { type: 'string' },
+      wss: { type: 'string' },
+      'tls-cert': { type: 'string' },
+      'tls-key': { type: 'string' },
+      'tls-ca': { type: 'string' },
+      'tls-max-version': { type: 'string' },
       admin: { type: 'string' },
       'log-level': { type: 'string' },
     },
@@ -43,17 +53,23 @@ export async function runBalancer(argv: string[]): Promise<number> {
   const control = values.control === undefined ? { host: internal.host, port: internal.port + 1 } : hostPort('--control', values.control);
   const adminAt = values.admin === undefined ? null : hostPort('--admin', values.admin, 0);
   if (adminAt !== null) checkAdminBinding(adminAt.host, adminToken()); // before binding anything
+  const limits = sourceLimits((k) => values[k]);
+  const edge = edgeConfig((k) => values[k]);
+  const deadAfterMs = positiveInt('--dead-after-ms', values['dead-after-ms'], 250, false);
   const balancer = await Balancer.start({
-    external: ext.flatMap((hp) => listenOn(protocols, hp)),
+    external: [...ext.flatMap((hp) => listenOn(protocols, hp)), ...edge.listen],
     internal: listenOn(protocols, internal),
     control,
     secret,
-    deadAfterMs: positiveInt('--dead-after-ms', values['dead-after-ms'], 250, false),
+    transport: { tls: edge.tls },
+    deadAfterMs,
+    sourceLimits: limits,
     log: (line) => log.info(line),
   });
   const admin = adminAt === null ? null : await startBalancerAdmin(balancer, adminAt.host, adminAt.port, { token: adminToken() });
   const st = balancer.status();
-  log.info(`sipfleet balancer: external ${st.external.join(' ')}, internal ${st.internal.join(' ')}, control ${st.control}${admin === null ? '' : `, admin ${admin.url}`}`);
+  const perSource = limits === null ? '' : `, per-source limit ${limits.rate}/s (burst ${balancer.sourceLimiter!.burst})`;
+  log.info(`sipfleet balancer: external ${st.external.join(' ')}, internal ${st.internal.join(' ')}, control ${st.control}${perSource}${admin === null ? '' : `, admin ${admin.url}`}`);
   await new Promise<void>((resolve) => {
     process.once('SIGTERM', resolve);
     process.once('SIGINT', resolve);

@@ -3,7 +3,11 @@ import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { MOBICENTS_REPLICATION_PROPERTY, parseReplicationStrategy, REPLICATION_STRATEGIES, type ReplicationStrategy } from '../server/cluster/replication.ts';
-import { parseHostPort, type TransportProtocol } from '../sip/transport/types.ts';
+import { createSecureContext } from 'node:tls';
+import { parseHostPort, type ListenAddress, type TransportProtocol } from '../sip/transport/types.ts';
+import type { TlsOptions } from '../sip/transport/tcp.ts';
+import type { OverloadOptions } from '../server/overload.ts';
+import type { SourceLimitOptions } from '../balancer/source-limits.ts';
 
 /** A command-line or configuration error: names the key and what was expected. */
 export class ConfigError extends Error {
@@ -69,6 +73,104 @@ export function readStackProperties(file: string, key = '--sip-stack-properties'
   return found;
 }
 
+/** The node's overload flags (`sipfleet node`), as keys without dashes; `up` hands the same keys to its nodes. */
+export const OVERLOAD_KEYS = ['overload-lag-ms', 'max-calls-setting-up', 'max-transactions', 'max-heap-mb', 'overload-retry-after-s', 'overload-recover-ms'] as const;
+export type OverloadKey = (typeof OVERLOAD_KEYS)[number];
+
+/** Overload limits from flags or keys; an error names the key. Unset keys keep the monitor's defaults. */
+export function overloadOptions(get: (k: OverloadKey) => string | undefined, keyName: (k: OverloadKey) => string = (k) => `--${k}`): OverloadOptions {
+  const n = (k: OverloadKey, allowZero = true): number | undefined => {
+    const v = get(k);
+    return v === undefined ? undefined : positiveInt(keyName(k), v, 0, allowZero);
+  };
+  const o: OverloadOptions = {};
+  const lag = n('overload-lag-ms');
+  if (lag !== undefined) o.lagMs = lag;
+  const calls = n('max-calls-setting-up');
+  if (calls !== undefined) o.maxCallsSettingUp = calls;
+  const tx = n('max-transactions');
+  if (tx !== undefined) o.maxTransactions = tx;
+  const heap = n('max-heap-mb');
+  if (heap !== undefined) o.maxHeapMb = heap;
+  const retry = n('overload-retry-after-s');
+  if (retry !== undefined) {
+    if (retry > 86_400) throw new ConfigError(keyName('overload-retry-after-s'), `at most 86400 s, got ${retry}`);
+    o.retryAfterS = retry;
+  }
+  const recover = n('overload-recover-ms');
+  if (recover !== undefined) o.recoverMs = recover;
+  return o;
+}
+
+/** The balancer's per-source limit flags (`sipfleet balancer`, and `up`'s keys). */
+export const SOURCE_KEYS = ['source-rate', 'source-burst', 'max-sources'] as const;
+export type SourceKey = (typeof SOURCE_KEYS)[number];
+
+/** Per-source limits from flags or keys, or null when off (source-rate 0 or unset); an error names the key. */
+export function sourceLimits(get: (k: SourceKey) => string | undefined, keyName: (k: SourceKey) => string = (k) => `--${k}`): SourceLimitOptions | null {
+  const rate = positiveInt(keyName('source-rate'), get('source-rate'), 0);
+  const burst = get('source-burst') === undefined ? undefined : positiveInt(keyName('source-burst'), get('source-burst'), 0, false);
+  const maxSources = get('max-sources') === undefined ? undefined : positiveInt(keyName('max-sources'), get('max-sources'), 0, false);
+  if (rate === 0) {
+    if (burst !== undefined) throw new ConfigError(keyName('source-burst'), `needs ${keyName('source-rate')}`);
+    if (maxSources !== undefined) throw new ConfigError(keyName('max-sources'), `needs ${keyName('source-rate')}`);
+    return null;
+  }
+  return { rate, ...(burst === undefined ? {} : { burst }), ...(maxSources === undefined ? {} : { maxSources }) };
+}
+
+/** The balancer's edge listening points (`sipfleet balancer`, and `up`'s keys): TLS, WS and WSS for clients. */
+export const EDGE_KEYS = ['tls', 'ws', 'wss', 'tls-cert', 'tls-key', 'tls-ca', 'tls-max-version'] as const;
+export type EdgeKey = (typeof EDGE_KEYS)[number];
+
+export interface EdgeConfig {
+  /** Extra external listening points (TLS, WS, WSS), each HOST:PORT. */
+  listen: ListenAddress[];
+  /** Key and certificate (PEM, read at start) for TLS and WSS; null when neither is used. */
+  tls: TlsOptions | null;
+}
+
+/**
+ * TLS/WS/WSS listening points from flags or keys; the key and certificate are read and checked as a pair here, so
+ * a wrong file fails before anything is bound, naming its key.
+ */
+export function edgeConfig(get: (k: EdgeKey) => string | undefined, keyName: (k: EdgeKey) => string = (k) => `--${k}`): EdgeConfig {
+  const listen: ListenAddress[] = [];
+  for (const [k, protocol] of [['tls', 'TLS'], ['ws', 'WS'], ['wss', 'WSS']] as const) {
+    const v = get(k);
+    if (v !== undefined) listen.push({ protocol, ...hostPort(keyName(k), v, protocol === 'TLS' ? 5061 : protocol === 'WS' ? 80 : 443) });
+  }
+  const secure = listen.some((l) => l.protocol !== 'WS');
+  const certFile = get('tls-cert');
+  const keyFile = get('tls-key');
+  if (!secure) {
+    for (const k of ['tls-cert', 'tls-key', 'tls-ca', 'tls-max-version'] as const) if (get(k) !== undefined) throw new ConfigError(keyName(k), `needs ${keyName('tls')} or ${keyName('wss')}`);
+    return { listen, tls: null };
+  }
+  if (certFile === undefined) throw new ConfigError(keyName('tls-cert'), `${keyName('tls')}/${keyName('wss')} need a certificate (PEM file)`);
+  if (keyFile === undefined) throw new ConfigError(keyName('tls-key'), `${keyName('tls')}/${keyName('wss')} need the certificate's private key (PEM file)`);
+  const read = (k: EdgeKey, file: string): Buffer => {
+    try {
+      return readFileSync(file);
+    } catch (err) {
+      throw new ConfigError(keyName(k), `cannot read ${file}: ${(err as Error).message}`);
+    }
+  };
+  const caFile = get('tls-ca');
+  const maxVersion = get('tls-max-version');
+  if (maxVersion !== undefined && maxVersion !== 'TLSv1.2' && maxVersion !== 'TLSv1.3') throw new ConfigError(keyName('tls-max-version'), `expected TLSv1.2 or TLSv1.3, got "${maxVersion}"`);
+  const tls: TlsOptions = {
+    cert: read('tls-cert', certFile), key: read('tls-key', keyFile),
+    ...(caFile === undefined ? {} : { ca: read('tls-ca', caFile) }), ...(maxVersion === undefined ? {} : { maxVersion }),
+  };
+  try {
+    createSecureContext(tls);
+  } catch (err) {
+    throw new ConfigError(keyName('tls-key'), `${keyFile} and ${certFile} are not a usable key and certificate: ${(err as Error).message}`);
+  }
+  return { listen, tls };
+}
+
 /** What `sipfleet up` runs: from `--config FILE` (YAML), overridden by flags. Keys are the flags' names. */
 export interface UpConfig {
   nodes: number;
@@ -92,8 +194,12 @@ export interface UpConfig {
   callMs: number | undefined;
   options: Record<string, string>;
   logLevel: LogLevel;
-  /** The nodes' own settings (timers, router, auth, tracing), as the flags `sipfleet node` takes. */
+  /** The nodes' own settings (timers, router, auth, tracing, overload limits), as the flags `sipfleet node` takes. */
   nodeFlags: string[];
+  /** The balancer's per-source limits; absent: off. */
+  sourceLimits?: SourceLimitOptions;
+  /** The balancer's TLS/WS/WSS listening points. */
+  edge: EdgeConfig;
 }
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
@@ -130,6 +236,10 @@ export const UP_KEYS = [
   'sip-stack-properties', 'log-level',
   // Handed to every node as its own flags:
   't1', 't2', 't4', 'router', 'auth-realm', 'trace-sip', 'no-record-route', 'auth-invites',
+  ...OVERLOAD_KEYS,
+  // The balancer's:
+  ...SOURCE_KEYS,
+  ...EDGE_KEYS,
 ] as const;
 
 /** Keys that are switches: `--trace-sip` on the command line, `trace-sip: true` (or false) in YAML. */
@@ -178,6 +288,7 @@ function one(raw: UpRaw, key: UpKey): string | undefined {
 /** Validates the merged keys (file, then flags) into a config; an error names the key (`--nodes`, or `file: nodes`). */
 export function resolveUpConfig(raw: UpRaw, keyName: (key: UpKey) => string = (k) => `--${k}`): UpConfig {
   const s = (k: UpKey): string | undefined => one(raw, k);
+  const limits = sourceLimits(s, keyName);
   const nodes = positiveInt(keyName('nodes'), s('nodes'), 3, false);
   if (nodes > 200) throw new ConfigError(keyName('nodes'), `at most 200 nodes on one host, got ${nodes}`);
   const nodeAddress = s('node-address') ?? '127.0.0.2';
@@ -233,6 +344,8 @@ export function resolveUpConfig(raw: UpRaw, keyName: (key: UpKey) => string = (k
     options,
     logLevel: logLevel(keyName('log-level'), s('log-level')),
     nodeFlags: nodeFlags(s, keyName),
+    ...(limits === null ? {} : { sourceLimits: limits }),
+    edge: edgeConfig(s, keyName),
   };
 }
 
@@ -260,6 +373,11 @@ function nodeFlags(s: (k: UpKey) => string | undefined, keyName: (k: UpKey) => s
     flags.push(`--${k}`);
   }
   if (flags.includes('--auth-invites') && realm === undefined) throw new ConfigError(keyName('auth-invites'), 'needs auth-realm');
+  overloadOptions(s, keyName);
+  for (const k of OVERLOAD_KEYS) {
+    const v = s(k);
+    if (v !== undefined) flags.push(`--${k}`, v);
+  }
   return flags;
 }
 

@@ -16,7 +16,7 @@ import type { SipApplication } from '../server/app/types.ts';
 import { parseHostPort, type ListenAddress } from '../sip/transport/types.ts';
 import { HeartbeatSender } from '../server/cluster/heartbeat.ts';
 import { Replicator } from '../server/replication.ts';
-import { ConfigError, hostPort, logLevel, parseTransports, positiveInt, readStackProperties, replication } from './config.ts';
+import { ConfigError, hostPort, logLevel, overloadOptions, parseTransports, positiveInt, readStackProperties, replication } from './config.ts';
 import { createLog } from './log.ts';
 import type { Log } from '../server/log.ts';
 import { runBalancer } from './balancer.ts';
@@ -57,12 +57,27 @@ Commands:
               --replication S       ConfirmedDialog (default), EarlyDialog or None
               --sip-stack-properties FILE  read org.mobicents.ha.javax.sip.REPLICATION_STRATEGY from
                                     a Java stack .properties file
+              --overload-lag-ms N   overloaded when the event loop's p99 delay reaches N ms (default 0: off)
+              --max-calls-setting-up N  overloaded at N calls being set up (default 0: no limit)
+              --max-transactions N  overloaded at N server transactions alive (default 0: no limit)
+              --max-heap-mb N       overloaded at N MB of V8 heap used (default 85 % of the heap limit; 0: off)
+              --overload-retry-after-s N  Retry-After of the 503 to new calls while overloaded (default 5)
+              --overload-recover-ms N  below 80 % of every limit this long to take new calls again (default 2000)
   balancer  run a balancer alone (multi-host clusters; secret: SIPFLEET_CLUSTER_SECRET)
               --listen HOST:PORT    external side, for clients (repeatable; default 127.0.0.1:5060)
               --internal HOST:PORT  internal side, for nodes (default: external host, port + 1)
               --control HOST:PORT   heartbeats from nodes (UDP; default: internal host, port + 1)
               --transport T         udp, tcp or udp,tcp (default udp)
               --dead-after-ms N     a silent node is dead after N ms (default 250)
+              --source-rate N       per-source limit: N messages/s per client address (default 0: off)
+              --source-burst N      messages a quiet client address may send at once (default 2 x rate)
+              --max-sources N       client addresses tracked at most (default 100000)
+              --tls HOST:PORT       TLS listening point for clients (RFC 3261 §26; e.g. trunks)
+              --ws HOST:PORT        SIP over WebSocket (RFC 7118), e.g. browsers behind a TLS proxy
+              --wss HOST:PORT       SIP over secure WebSocket (WebRTC clients)
+              --tls-cert FILE --tls-key FILE  PEM certificate and key for --tls and --wss
+              --tls-ca FILE         CAs trusted for the TLS connections the balancer opens
+              --tls-max-version V   TLSv1.3 (default) or TLSv1.2, for peers whose TLS 1.3 is broken
               --log-level L         as for node
               --admin HOST:PORT     HTTP admin: /status, drain, /metrics, dashboard at / (for sipfleet status --admin)
   up        a local cluster: a balancer and N nodes on the embedded store
@@ -73,6 +88,10 @@ Commands:
               --restart-delay-ms N --ring-ms N --call-ms N --option K=V --log-level L
               --t1/--t2/--t4 MS --router FILE --auth-realm R --trace-sip --no-record-route
               --auth-invites        handed to every node
+              --overload-lag-ms/--max-calls-setting-up/--max-transactions/--max-heap-mb N
+              --overload-retry-after-s/--overload-recover-ms N  handed to every node
+              --source-rate/--source-burst/--max-sources N  the balancer's per-source limits
+              --tls/--ws/--wss HOST:PORT --tls-cert/--tls-key/--tls-ca FILE --tls-max-version V  the edge
               --config FILE         the same keys in YAML (flags win; SIPFLEET_STORE overrides store)
   config    check FILE              validate a config file as "up" would, bind nothing
   status    [--json] [--admin URL] [--data DIR]  the nodes of the cluster run by "up" here
@@ -187,10 +206,17 @@ async function runNode(argv: string[]): Promise<number> {
       'sip-stack-properties': { type: 'string' },
       admin: { type: 'string' },
       'log-level': { type: 'string' },
+      'overload-lag-ms': { type: 'string' },
+      'max-calls-setting-up': { type: 'string' },
+      'max-transactions': { type: 'string' },
+      'max-heap-mb': { type: 'string' },
+      'overload-retry-after-s': { type: 'string' },
+      'overload-recover-ms': { type: 'string' },
     },
     strict: true,
   });
   const log = createLog(values['node-id'] ?? 'node', logLevel('--log-level', values['log-level']));
+  const overload = overloadOptions((k) => values[k]);
   const timers = {
     t1: positiveInt('--t1', values.t1, 500, false),
     t2: positiveInt('--t2', values.t2, 4000, false),
@@ -270,11 +296,22 @@ async function runNode(argv: string[]): Promise<number> {
     replicator.onError = (err) => log.warn({ err: (err as Error).message }, 'replication: store operation failed (retried)');
   }
   const app = await loadApps(values.app ?? ['uas'], appOptions, values.router, replicator, log);
-  const node = await SipNode.start({ listen, app, timers, outboundProxy: outbound });
+  const node = await SipNode.start({ listen, app, timers, outboundProxy: outbound, overload });
   let heartbeat: HeartbeatSender | null = null;
-  const load = (): NodeLoad => app.load?.() ?? { calls: 0, unknownDialogs: 0 };
+  const monitor = node.overload!;
+  const load = (): NodeLoad & { overloaded: boolean; overloadReason?: string } => ({
+    ...(app.load?.() ?? { calls: 0, unknownDialogs: 0 }),
+    overloaded: monitor.overloaded,
+    ...(monitor.reason === null ? {} : { overloadReason: monitor.reason }),
+  });
+  monitor.onChange = (overloaded, reason) => {
+    // Balancers learn it at once, not at the next beat.
+    heartbeat?.beat();
+    if (overloaded) log.warn({ reason, reading: monitor.last }, `overloaded (${reason}): new calls answered 503, Retry-After ${monitor.limits.retryAfterS}`);
+    else log.info('no longer overloaded: taking new calls');
+  };
   const admin = adminAt === null ? null : await startAdminServer(adminAt.host, adminAt.port, {
-    status: () => ({ id: values['node-id'] ?? null, sip: node.stack.transport.listening, ...load() }),
+    status: () => ({ id: values['node-id'] ?? null, sip: node.stack.transport.listening, ...load(), overload: monitor.toJSON() }),
     metrics: async () => ({ contentType: metrics!.registry.contentType, body: await metrics!.registry.metrics() }),
   }, { token: adminToken() });
   metrics?.attach({

@@ -110,11 +110,13 @@ class Cluster {
     const admin = c.admin ?? { host: '127.0.0.1', port: 0 };
     checkAdminBinding(admin.host, adminToken()); // before binding anything
     this.#balancer = await Balancer.start({
-      external: listenOn(c.transport, c.listen),
+      external: [...listenOn(c.transport, c.listen), ...c.edge.listen],
+      transport: { tls: c.edge.tls },
       internal: listenOn(c.transport, internal),
       control: c.control ?? { host: internal.host, port: 0 },
       secret: this.#secret,
       deadAfterMs: c.deadAfterMs,
+      sourceLimits: c.sourceLimits ?? null,
       log: (line) => this.#balancerLog.info(line),
     });
     this.#admin = await startBalancerAdmin(this.#balancer, admin.host, admin.port, { status: () => this.status(), token: adminToken() });

@@ -6,6 +6,8 @@ export type SipErrorCode =
   | 'SIP_PARSE'
   | 'SIP_VERSION'
   | 'SIP_TOO_LARGE'
+  | 'SIP_TOO_MANY_HEADERS'
+  | 'SIP_HEADER_TOO_LONG'
   | 'SIP_BAD_URI'
   | 'SIP_TRANSPORT'
   | 'SIP_TIMEOUT'

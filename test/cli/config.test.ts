@@ -46,6 +46,7 @@ describe('resolveUpConfig', () => {
       options: {},
       logLevel: 'info',
       nodeFlags: [],
+      edge: { listen: [], tls: null },
     });
   });
 

@@ -18,7 +18,7 @@ import { spawnProcess, type ExitInfo, type ProcessHandle } from './proc.ts';
 import { waitForSip } from './sip-ping.ts';
 import { makeTempDir } from './tmp.ts';
 
-export type KamailioTransport = 'udp' | 'tcp';
+export type KamailioTransport = 'udp' | 'tcp' | 'tls';
 
 export interface KamailioOptions {
   /** Listen address (default 127.0.0.2). */
@@ -51,6 +51,11 @@ export interface KamailioOptions {
    * Kamailio's constant-time production allocator and cut the worker CPU per call by about 40%.
    */
   memoryManager?: 'qm' | 'fm' | 'tlsf';
+  /**
+   * TLS (package kamailio-tls-modules): Kamailio's certificate and key, for its TLS listening point (the port
+   * after `port`) and the connections it opens (next hop over TLS). Peers' certificates are not verified.
+   */
+  tls?: { certPath: string; keyPath: string };
   /** Extra raw command-line arguments. */
   extraArgs?: readonly string[];
 }
@@ -113,11 +118,18 @@ export function kamailioConfig(
     Pick<KamailioOptions, 'nextHop' | 'nextHopTransport' | 'dispatch' | 'logRequests'> & {
       modulePath: string;
       dispatcherList?: string;
+      /** The tls module's own config file (written by startKamailio when TLS is used). */
+      tlsConfigPath?: string;
     },
 ): string {
-  const listen = o.transports.map((t) => `listen=${t}:${o.host}:${o.port}`).join('\n');
   const nhTransport = o.nextHopTransport ?? 'udp';
-  const useTcp = o.transports.includes('tcp') || nhTransport === 'tcp';
+  const useTls = o.tlsConfigPath !== undefined;
+  // TLS listens on the next port: Kamailio cannot share one port between TCP and TLS.
+  const listen = [
+    ...o.transports.filter((t) => t !== 'tls').map((t) => `listen=${t}:${o.host}:${o.port}`),
+    ...(useTls ? [`listen=tls:${o.host}:${o.port + 1}`] : []),
+  ].join('\n');
+  const useTcp = o.transports.includes('tcp') || nhTransport !== 'udp' || useTls;
   const dispatcher = o.dispatch !== undefined;
   let target: string;
   if (dispatcher) {
@@ -138,6 +150,7 @@ log_stderror=yes
 fork=yes
 children=${o.children}
 ${useTcp ? `tcp_children=${o.children}` : 'disable_tcp=yes'}
+${useTls ? 'enable_tls=yes' : ''}
 disable_sctp=yes
 auto_aliases=no
 dns=no
@@ -148,6 +161,8 @@ user_agent_header="User-Agent: kamailio-sipfleet-test"
 ${listen}
 
 mpath="${o.modulePath}/"
+${useTls ? `loadmodule "tls.so"
+modparam("tls", "config", "${o.tlsConfigPath}")` : ''}
 loadmodule "tm.so"
 loadmodule "tmx.so"
 loadmodule "sl.so"
@@ -232,6 +247,14 @@ route[RELAY] {
 `;
 }
 
+/** The tls module's profiles: our certificate as server and client, peers not verified (test CAs). */
+function writeTlsConfig(dir: string, tls: { certPath: string; keyPath: string }): string {
+  const file = path.join(dir, 'tls.cfg');
+  const profile = `method = TLSv1.2+\nverify_certificate = no\nrequire_certificate = no\nprivate_key = ${tls.keyPath}\ncertificate = ${tls.certPath}\n`;
+  writeFileSync(file, `[server:default]\n${profile}\n[client:default]\n${profile}`);
+  return file;
+}
+
 /** Pids whose process group is pgid (Kamailio's creator + workers). */
 export function processGroupPids(pgid: number): number[] {
   const out: number[] = [];
@@ -281,6 +304,7 @@ export async function startKamailio(o: KamailioOptions): Promise<KamailioHandle>
     logRequests: o.logRequests,
     modulePath: kamailioModulePath(),
     dispatcherList,
+    tlsConfigPath: o.tls === undefined ? undefined : writeTlsConfig(dir, o.tls),
   });
   writeFileSync(cfgPath, cfg);
 

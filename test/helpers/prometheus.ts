@@ -37,7 +37,9 @@ export function parsePrometheus(text: string): { samples: PromSample[]; types: M
       if (consumed !== m[2].length) throw new Error(`line ${i + 1}: bad labels: ${m[2]}`);
     }
     const value = m[3] === '+Inf' ? Infinity : m[3] === '-Inf' ? -Infinity : Number(m[3]);
-    if (Number.isNaN(value) && m[3] !== 'NaN') throw new Error(`line ${i + 1}: bad value ${m[3]}`);
+    // Prometheus reads values with Go's ParseFloat, which takes NaN in any case (prom-client writes "Nan": an
+    // event-loop percentile before its first sample).
+    if (Number.isNaN(value) && !/^nan$/i.test(m[3]!)) throw new Error(`line ${i + 1}: bad value ${m[3]}`);
     const base = m[1]!.replace(/_(bucket|sum|count)$/, '');
     if (!types.has(m[1]!) && !types.has(base)) throw new Error(`line ${i + 1}: ${m[1]} has no # TYPE`);
     samples.push({ name: m[1]!, labels, value });

@@ -38,6 +38,10 @@ export interface NodeAnnouncement {
   /** In-dialog requests that reached this node for calls it did not hold (since its start). */
   unknownDialogs: number;
   replication?: ReplicationLoad;
+  /** Past its overload limits: the node answers new calls 503, and balancers send them elsewhere. */
+  overloaded?: boolean;
+  /** Which limit (lag, calls, transactions, heap), while overloaded. */
+  overloadReason?: string;
   pid: number;
   /** Increases with every heartbeat of one boot: an older datagram arriving late is ignored. */
   seq: number;
@@ -91,6 +95,9 @@ export function decodeHeartbeat(data: Buffer, secret: string, now = Date.now()):
     if ((addr.protocol !== 'UDP' && addr.protocol !== 'TCP') || typeof addr.host !== 'string' || typeof addr.port !== 'number') {
       throw new HeartbeatError('HEARTBEAT_FORMAT', 'bad address');
     }
+  }
+  if ((a.overloaded !== undefined && typeof a.overloaded !== 'boolean') || (a.overloadReason !== undefined && typeof a.overloadReason !== 'string')) {
+    throw new HeartbeatError('HEARTBEAT_FORMAT', 'bad overload fields');
   }
   if (Math.abs(now - a.ts) > HEARTBEAT_MAX_SKEW_MS) throw new HeartbeatError('HEARTBEAT_STALE', `sent ${now - a.ts} ms ago`);
   return a;
@@ -150,7 +157,7 @@ export interface HeartbeatSenderOptions {
   /** Local address to send from (the node's own, so a balancer's probe of it reaches this process). */
   bindHost?: string;
   /** Calls in progress and requests for unknown dialogs, read at each heartbeat. */
-  load?: () => Pick<NodeAnnouncement, 'calls' | 'settingUp' | 'unanswered' | 'unknownDialogs' | 'replication'>;
+  load?: () => Pick<NodeAnnouncement, 'calls' | 'settingUp' | 'unanswered' | 'unknownDialogs' | 'replication' | 'overloaded' | 'overloadReason'>;
 }
 
 /**
@@ -218,7 +225,8 @@ export class HeartbeatSender {
     const load = o.load();
     const data = encodeHeartbeat({
       id: o.id, boot: this.boot, version: o.version, addresses: o.addresses, draining: this.#draining, ...(o.admin === undefined ? {} : { admin: o.admin }),
-      calls: load.calls, settingUp: load.settingUp ?? 0, unanswered: load.unanswered ?? 0, unknownDialogs: load.unknownDialogs, ...(load.replication === undefined ? {} : { replication: load.replication }), pid: process.pid, seq: ++this.#seq, ts: Date.now(),
+      calls: load.calls, settingUp: load.settingUp ?? 0, unanswered: load.unanswered ?? 0, unknownDialogs: load.unknownDialogs, ...(load.replication === undefined ? {} : { replication: load.replication }),
+      ...(load.overloaded === true ? { overloaded: true, ...(load.overloadReason === undefined ? {} : { overloadReason: load.overloadReason }) } : {}), pid: process.pid, seq: ++this.#seq, ts: Date.now(),
     }, o.secret);
     for (const t of o.targets) socket.send(data, t.port, t.host);
     this.sent++;

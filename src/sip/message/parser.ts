@@ -3,6 +3,13 @@ import { headerKey, knownHeaderKey } from './headers.ts';
 import { SipRequest, SipResponse, type HeaderField } from './message.ts';
 
 export const DEFAULT_MAX_MESSAGE_SIZE = 65535;
+/**
+ * Header fields per message: room for a request that crossed 70 proxies (Max-Forwards) that each added a Via and a
+ * Record-Route line, plus the usual ones. Real messages carry 10–40.
+ */
+export const DEFAULT_MAX_HEADERS = 200;
+/** Bytes of one header field after unfolding, name and colon included (as Apache's LimitRequestFieldSize). */
+export const DEFAULT_MAX_HEADER_LENGTH = 8192;
 
 /** Messages up to this size are decoded whole in one go; larger ones have their header section found first. */
 const WHOLE_DECODE_LIMIT = 4096;
@@ -13,6 +20,10 @@ export interface ParseOptions {
    * ignored (RFC 4475 §3.1.1.8); stream framing has already cut a TCP message at Content-Length.
    */
   maxSize?: number;
+  /** More header fields (after unfolding) than this are refused with 513 (code SIP_TOO_MANY_HEADERS). */
+  maxHeaders?: number;
+  /** A longer header field (after unfolding) is refused with 513 (code SIP_HEADER_TOO_LONG). */
+  maxHeaderLength?: number;
 }
 
 const TOKEN_CHARS = new Uint8Array(128);
@@ -55,6 +66,12 @@ export function findHeaderEnd(buf: Buffer, from = 0): number {
   return b !== -1 && b < a ? b + 2 : a + 3;
 }
 
+/** The field's name (or its first bytes) for an error message. */
+function fieldStart(text: string, ls: number, le: number): string {
+  const colon = text.indexOf(':', ls);
+  return text.slice(ls, Math.min(colon === -1 || colon > le ? le : colon, ls + 40));
+}
+
 function trimLws(s: string, start: boolean): string {
   let a = 0;
   let b = s.length;
@@ -68,8 +85,23 @@ function trimLws(s: string, start: boolean): string {
  * header fields are split here; individual header values are parsed when first read (see SipMessage).
  */
 export function parseMessage(buf: Buffer, options: ParseOptions = {}): SipRequest | SipResponse {
+  return parse(buf, options, false);
+}
+
+/**
+ * The start line and header fields of a message refused for its size or its header limits, so that the refusal
+ * can be answered: fields past the limits are left out rather than refused, `maxSize` is not applied and the body
+ * is empty. Throws SipParseError when even that fails.
+ */
+export function parseHead(buf: Buffer, options: ParseOptions = {}): SipRequest | SipResponse {
+  return parse(buf, options, true);
+}
+
+function parse(buf: Buffer, options: ParseOptions, headOnly: boolean): SipRequest | SipResponse {
   const maxSize = options.maxSize ?? DEFAULT_MAX_MESSAGE_SIZE;
-  if (buf.length > maxSize) throw new SipParseError(`Message of ${buf.length} bytes is over the ${maxSize}-byte limit`, 513, 'SIP_TOO_LARGE');
+  const maxHeaders = options.maxHeaders ?? DEFAULT_MAX_HEADERS;
+  const maxHeaderLength = options.maxHeaderLength ?? DEFAULT_MAX_HEADER_LENGTH;
+  if (buf.length > maxSize && !headOnly) throw new SipParseError(`Message of ${buf.length} bytes is over the ${maxSize}-byte limit`, 513, 'SIP_TOO_LARGE');
   let start = 0;
   // RFC 3261 §7.5: ignore CRLFs before the start line.
   while (start < buf.length && (buf[start] === 0x0d || buf[start] === 0x0a)) start++;
@@ -111,8 +143,9 @@ export function parseMessage(buf: Buffer, options: ParseOptions = {}): SipReques
     }
     const next = headText.charCodeAt(pos);
     if (pos < n && (next === 0x20 || next === 0x09)) {
-      // Folded continuation lines (§7.3.1): join with a single space.
-      let line = headText.slice(ls, le);
+      // Folded continuation lines (§7.3.1): join with a single space. The pieces are joined once: appending to
+      // the line and trimming it per piece copied the whole line each time (quadratic in the piece count).
+      const pieces = [trimLws(headText.slice(ls, le), false)];
       while (pos < n) {
         const c = headText.charCodeAt(pos);
         if (c !== 0x20 && c !== 0x09) break;
@@ -120,12 +153,21 @@ export function parseMessage(buf: Buffer, options: ParseOptions = {}): SipReques
         if (lineEnd === -1) lineEnd = n;
         const cont = headText.charCodeAt(lineEnd - 1) === 0x0d ? headText.slice(pos, lineEnd - 1) : headText.slice(pos, lineEnd);
         // Only SP and HTAB are LWS: String.prototype.trim would also eat bytes such as 0xA0 (NBSP in latin1).
-        line = trimLws(line, false) + ' ' + trimLws(cont, true);
+        const piece = trimLws(cont, true);
+        if (piece.length > 0) pieces.push(piece);
         pos = lineEnd + 1;
       }
-      text = line;
+      text = pieces.join(' ');
       ls = 0;
-      le = line.length;
+      le = text.length;
+    }
+    if (le - ls > maxHeaderLength) {
+      if (headOnly) continue;
+      throw new SipParseError(`Header field "${fieldStart(text, ls, le)}" of ${le - ls} bytes is over the ${maxHeaderLength}-byte limit`, 513, 'SIP_HEADER_TOO_LONG');
+    }
+    if (headers.length >= maxHeaders) {
+      if (headOnly) continue;
+      throw new SipParseError(`More than ${maxHeaders} header fields`, 513, 'SIP_TOO_MANY_HEADERS');
     }
     const colon = text.indexOf(':', ls);
     if (colon <= ls || colon >= le) throw badMessage(`Header line without a name: "${text.slice(ls, Math.min(le, ls + 40))}"`);
@@ -158,7 +200,9 @@ export function parseMessage(buf: Buffer, options: ParseOptions = {}): SipReques
   }
   let body: Buffer;
   const available = buf.length - headerEnd;
-  if (contentLength === -1) {
+  if (headOnly) {
+    body = buf.subarray(headerEnd, headerEnd);
+  } else if (contentLength === -1) {
     body = buf.subarray(headerEnd);
   } else if (contentLength > available) {
     throw badMessage(`Content-Length ${contentLength} is larger than the ${available}-byte body`);

@@ -21,6 +21,8 @@ export class StreamFramer {
   #buf: Buffer = Buffer.alloc(0);
   /** Total length of the message being assembled once its headers are known, else -1. */
   #need = -1;
+  /** Where the search for the end of the header section goes on: bytes before it were searched already. */
+  #scanned = 0;
   readonly maxSize: number;
 
   constructor(maxSize: number) {
@@ -42,13 +44,18 @@ export class StreamFramer {
           } else {
             this.#buf = this.#buf.subarray(this.#buf[0] === 0x0d && this.#buf[1] === 0x0a ? 2 : 1);
           }
+          this.#scanned = 0;
         }
         if (this.#buf.length === 0) return;
-        const headerEnd = findHeaderEnd(this.#buf);
+        // Searched again from where the last chunk ended (less a blank line's length, which may straddle chunks):
+        // a header section dripping in byte by byte costs a scan per byte, not a scan of all bytes so far.
+        const headerEnd = findHeaderEnd(this.#buf, this.#scanned);
         if (headerEnd === -1) {
           if (this.#buf.length > this.maxSize) this.#fail(emit, new SipParseError('Header section over the size limit', 513, 'SIP_TOO_LARGE'));
+          else this.#scanned = Math.max(0, this.#buf.length - 3);
           return;
         }
+        this.#scanned = 0;
         const head = this.#buf.toString('latin1', 0, headerEnd);
         const m = CONTENT_LENGTH_RE.exec(head);
         // A stream message must say its length (§18.3); without it, assume no body rather than wait forever.
@@ -71,6 +78,7 @@ export class StreamFramer {
     // The stream cannot be resynchronised after a framing error: drop what we have; the owner closes.
     this.#buf = Buffer.alloc(0);
     this.#need = -1;
+    this.#scanned = 0;
     emit({ kind: 'error', error });
   }
 }

@@ -1,4 +1,18 @@
-export type TransportProtocol = 'UDP' | 'TCP';
+/** UDP and TCP everywhere; TLS, WS and WSS (RFC 7118) where clients connect: the balancer's external side. */
+export type TransportProtocol = 'UDP' | 'TCP' | 'TLS' | 'WS' | 'WSS';
+
+const PROTOCOLS: ReadonlySet<string> = new Set(['UDP', 'TCP', 'TLS', 'WS', 'WSS']);
+
+/** A Via transport or a URI's transport parameter, upper-cased, as one of ours; null when we do not speak it. */
+export function toProtocol(text: string): TransportProtocol | null {
+  const p = text.toUpperCase();
+  return PROTOCOLS.has(p) ? (p as TransportProtocol) : null;
+}
+
+/** A URI's `;transport=` value for a protocol (none for UDP, the default). */
+export function transportParam(protocol: TransportProtocol): string {
+  return protocol === 'UDP' ? '' : `;transport=${protocol.toLowerCase()}`;
+}
 
 export function isReliable(protocol: string): boolean {
   return protocol !== 'UDP';

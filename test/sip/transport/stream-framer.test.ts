@@ -179,4 +179,17 @@ describe('StreamFramer', () => {
     assert.equal(got.length, 1);
     assert.ok(got[0]!.equals(whole));
   });
+
+  test('the end of the header section is found wherever chunks cut it (CRLF or bare LF, after a ping)', () => {
+    const crlf = msg('OPTIONS', 1, 'body');
+    const lf = crlf.replace(/\r\n/g, '\n');
+    for (const m of [crlf, lf]) {
+      const end = m.indexOf(m === crlf ? '\r\n\r\n' : '\n\n');
+      for (let cut = end - 3; cut <= end + 4; cut++) {
+        // three pieces: the blank line's bytes land in different chunks, after a search found nothing
+        const chunks = ['\r\n\r\n' + m.slice(0, cut - 2), m.slice(cut - 2, cut), m.slice(cut)];
+        assert.deepEqual(frame(chunks), [{ kind: 'ping' }, { kind: 'message', text: m }], `cut at ${cut - end} from the blank line`);
+      }
+    }
+  });
 });

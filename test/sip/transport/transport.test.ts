@@ -573,9 +573,9 @@ describe('uriDestination', () => {
     assert.deepEqual(d('sip:192.0.2.1', 'TCP'), { protocol: 'TCP', host: '192.0.2.1', port: 5060 });
   });
 
-  test('sips: TCP on 5061', () => {
-    assert.deepEqual(d('sips:bob@example.com'), { protocol: 'TCP', host: 'example.com', port: 5061 });
-    assert.deepEqual(d('sips:bob@example.com:6000'), { protocol: 'TCP', host: 'example.com', port: 6000 });
+  test('sips: TLS on 5061', () => {
+    assert.deepEqual(d('sips:bob@example.com'), { protocol: 'TLS', host: 'example.com', port: 5061 });
+    assert.deepEqual(d('sips:bob@example.com:6000'), { protocol: 'TLS', host: 'example.com', port: 6000 });
   });
 
   test('transport parameter', () => {
