@@ -133,6 +133,22 @@ export class NodeMetrics {
     rep('sipfleet_replication_conflicts_total', 'Writes refused because another node wrote the record first', 'conflicts');
     rep('sipfleet_replication_errors_total', 'Store operations that failed (retried)', 'errors');
     rep('sipfleet_timers_taken_over_total', 'Persistent timers of dead nodes claimed by this node', 'timersTakenOver');
+    readCounter(r, 'sipfleet_node_overload_rejected_total', 'New calls answered 503 while overloaded, by the limit crossed', ['reason'], (set) => {
+      const c = src()?.node.overload?.counters;
+      if (c === undefined) return;
+      set({ reason: 'lag' }, c.rejectedLag);
+      set({ reason: 'calls' }, c.rejectedCalls);
+      set({ reason: 'transactions' }, c.rejectedTransactions);
+      set({ reason: 'heap' }, c.rejectedHeap);
+    });
+    readCounter(r, 'sipfleet_node_overload_episodes_total', 'Times the node became overloaded', [], (set) => {
+      const o = src()?.node.overload;
+      if (o != null) set({}, o.counters.episodes);
+    });
+    readGauge(r, 'sipfleet_node_overloaded', '1 while the node is overloaded (new calls answered 503)', [], (set) => {
+      const o = src()?.node.overload;
+      if (o != null) set({}, o.overloaded ? 1 : 0);
+    });
     readGauge(r, 'sipfleet_heartbeat_age_seconds', 'Since this node last sent a heartbeat to its balancers', [], (set) => {
       const age = src()?.heartbeatAgeMs;
       if (age != null) set({}, age() / 1000);
@@ -172,6 +188,21 @@ export function balancerMetrics(balancer: Balancer): Registry {
   for (const [name, [help, read]] of Object.entries(events)) {
     readCounter(r, `sipfleet_balancer_${name}_total`, help, [], (set) => set({}, read()));
   }
+  // Protection: per-source limits, refusals before parsing, rejected input, and flows that could not be followed.
+  readCounter(r, 'sipfleet_balancer_source_refused_total', 'External messages refused by the per-source limits, by reason', ['reason'], (set) => {
+    const c = balancer.sourceLimiter?.counters;
+    set({ reason: 'rate' }, c?.refusedRate ?? 0);
+    set({ reason: 'table_full' }, c?.refusedTableFull ?? 0);
+  });
+  readCounter(r, 'sipfleet_balancer_external_refused_total', 'External messages refused before parsing (every reason)', [], (set) => set({}, balancer.forwarder.external.counters.refused));
+  readCounter(r, 'sipfleet_balancer_source_evicted_total', 'Idle sources forgotten to make room in the source table', [], (set) => set({}, balancer.sourceLimiter?.counters.evicted ?? 0));
+  readGauge(r, 'sipfleet_balancer_sources_tracked', 'Source addresses the per-source limits track now', [], (set) => set({}, balancer.sourceLimiter?.tracked ?? 0));
+  readCounter(r, 'sipfleet_balancer_rejected_total', 'Messages rejected by the transport, by side and reason (over a limit, malformed, another version, refused)', ['side', 'reason'], (set) => {
+    for (const [side, layer] of [['external', balancer.forwarder.external], ['internal', balancer.forwarder.internal]] as const) {
+      for (const [reason, v] of Object.entries(layer.counters.rejected)) set({ side, reason }, v);
+    }
+  });
+  readCounter(r, 'sipfleet_balancer_flow_failed_total', 'Requests for a client whose connection (flow) is gone, answered 430 Flow Failed', [], (set) => set({}, f.flowFailed));
   const perNode = (name: string, help: string, kind: 'gauge' | 'counter', value: (n: ReturnType<Balancer['status']>['nodes'][number]) => number | null): void => {
     (kind === 'gauge' ? readGauge : readCounter)(r, name, help, ['node'], (set) => {
       for (const n of balancer.status().nodes) {
@@ -181,6 +212,7 @@ export function balancerMetrics(balancer: Balancer): Registry {
     });
   };
   perNode('sipfleet_node_up', '1 while the node is alive (up or draining), 0 once dead', 'gauge', (n) => (n.state === 'dead' ? 0 : 1));
+  perNode('sipfleet_balancer_node_overloaded', '1 while the node\'s heartbeat says it is overloaded (new calls go to other nodes)', 'gauge', (n) => (n.overloaded ? 1 : 0));
   perNode('sipfleet_node_draining', '1 while the node drains', 'gauge', (n) => (n.state === 'draining' ? 1 : 0));
   perNode('sipfleet_node_calls', 'Calls in progress on the node (its last heartbeat)', 'gauge', (n) => n.calls);
   perNode('sipfleet_node_calls_setting_up', 'Calls being set up on the node', 'gauge', (n) => n.settingUp);

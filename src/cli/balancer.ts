@@ -61,7 +61,7 @@ export async function runBalancer(argv: string[]): Promise<number> {
     internal: listenOn(protocols, internal),
     control,
     secret,
-    transport: { tls: edge.tls },
+    transport: { tls: edge.tls, onReject: (r) => log.warn(r, 'rejected SIP input') },
     deadAfterMs,
     sourceLimits: limits,
     log: (line) => log.info(line),

@@ -296,7 +296,8 @@ async function runNode(argv: string[]): Promise<number> {
     replicator.onError = (err) => log.warn({ err: (err as Error).message }, 'replication: store operation failed (retried)');
   }
   const app = await loadApps(values.app ?? ['uas'], appOptions, values.router, replicator, log);
-  const node = await SipNode.start({ listen, app, timers, outboundProxy: outbound, overload });
+  // Bad input is counted always; logged at most once per source address per 10 s (a flood is not a log storm).
+  const node = await SipNode.start({ listen, app, timers, outboundProxy: outbound, overload, onReject: (r) => log.warn(r, 'rejected SIP input') });
   let heartbeat: HeartbeatSender | null = null;
   const monitor = node.overload!;
   const load = (): NodeLoad & { overloaded: boolean; overloadReason?: string } => ({

@@ -111,7 +111,7 @@ class Cluster {
     checkAdminBinding(admin.host, adminToken()); // before binding anything
     this.#balancer = await Balancer.start({
       external: [...listenOn(c.transport, c.listen), ...c.edge.listen],
-      transport: { tls: c.edge.tls },
+      transport: { tls: c.edge.tls, onReject: (r) => this.#balancerLog.warn(r, 'rejected SIP input') },
       internal: listenOn(c.transport, internal),
       control: c.control ?? { host: internal.host, port: 0 },
       secret: this.#secret,

@@ -107,4 +107,36 @@ describe('edge transports at the balancer', () => {
       await uas.stop();
     }
   });
+
+  test('WSS to WSS: a call between two registered SIP.js clients (flow tokens in Path and Record-Route); the node is killed; the callee hangs up and the caller gets the BYE', async () => {
+    const wssPort = await freePort('127.0.0.1', 'tcp');
+    const cluster = await startCluster(['--nodes', '3', '--app', 'proxy', '--wss', `127.0.0.1:${wssPort}`, '--restart-delay-ms', '60000', ...tlsFlags]);
+    const alice = await startSipJs({ server: `wss://127.0.0.1:${wssPort}`, uri: 'sip:alice@example.com', ca: cert.ca });
+    const bob = await startSipJs({ server: `wss://127.0.0.1:${wssPort}`, uri: 'sip:bob@example.com', ca: cert.ca });
+    try {
+      // Alice's Contact is a made-up ….invalid host: only the Path entry's flow token leads back to her WebSocket.
+      assert.equal(await alice.register(), 200);
+      const answered = alice.answer();
+      const caller = await bob.call('sip:alice@example.com');
+      const callee = await answered;
+      let holder = '';
+      await waitUntil('the call counted on a node', async () => {
+        const n = (await cluster.status()).nodes.find((x) => x.calls > 0);
+        holder = n?.id ?? '';
+        return n !== undefined;
+      }, 5000);
+      process.kill((await cluster.node(holder)).pid, 'SIGKILL');
+      await waitUntil(`${holder} seen dead`, async () => (await cluster.node(holder)).state === 'dead', 5000);
+      const callerEnded = bob.ended(caller);
+      assert.equal(await alice.bye(callee), 200, "the callee's BYE reached the caller's WebSocket through a survivor");
+      await callerEnded;
+      const st = await cluster.status();
+      assert.ok(st.counters.failovers! > 0, 'the BYE for the dead node went to a survivor');
+      assert.equal(st.counters.flowFailed, 0);
+    } finally {
+      await alice.stop();
+      await bob.stop();
+      await cluster.stop();
+    }
+  });
 });
