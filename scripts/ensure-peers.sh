@@ -7,7 +7,7 @@ set -euo pipefail
 
 # binary -> Debian package that provides it
 declare -A PKG_OF=([sipp]=sip-tester [kamailio]=kamailio [sipsak]=sipsak [chromium]=chromium)
-PACKAGES="sip-tester kamailio sipsak chromium"
+PACKAGES="sip-tester kamailio kamailio-tls-modules sipsak chromium"
 
 missing=()
 for bin in sipp kamailio sipsak chromium; do
@@ -16,6 +16,10 @@ for bin in sipp kamailio sipsak chromium; do
     missing+=("$bin (package ${PKG_OF[$bin]})")
   fi
 done
+
+# The TLS tests run Kamailio as a TLS peer: its tls module is a package of its own.
+has_kamailio_tls() { compgen -G '/usr/lib/*/kamailio/modules/tls.so' >/dev/null || compgen -G '/usr/lib/kamailio/modules/tls.so' >/dev/null; }
+has_kamailio_tls || missing+=("kamailio tls.so (package kamailio-tls-modules)")
 
 [ "${#missing[@]}" -eq 0 ] && exit 0
 
@@ -30,6 +34,7 @@ if [ "${EUID:-$(id -u)}" -eq 0 ]; then
       exit 1
     fi
   done
+  has_kamailio_tls || { echo "ensure-peers: kamailio tls.so still missing after install" >&2; exit 1; }
   exit 0
 fi
 
