@@ -44,7 +44,7 @@ Commands:
               --admin HOST:PORT     HTTP endpoint: GET /metrics (Prometheus), GET /status (loopback, or
                                     SIPFLEET_ADMIN_TOKEN required); sipfleet up gives each node one
               --store URL           location/credential store: sqlite:PATH, redis://…, postgres://…
-                                    (turns on the registrar)
+                                    (turns on the registrar; SIPFLEET_STORE when not given)
               --auth-realm REALM    digest-authenticate REGISTER (secret: SIPFLEET_AUTH_SECRET)
               --auth-invites        also challenge initial INVITEs (407)
               --auth-nonce-ttl-ms N nonce lifetime (default 300000); older nonces get stale=true
@@ -256,8 +256,10 @@ async function runNode(argv: string[]): Promise<number> {
   };
   // A shared location store turns on the registrar (and, with --auth-realm, digest authentication).
   let stores: Stores | null = null;
-  if (values.store !== undefined) {
-    stores = await openStores(values.store, values['node-id'] === undefined ? {} : { clientName: `sipfleet:${values['node-id']}` });
+  // The URL may carry a password: SIPFLEET_STORE keeps it out of argv (`sipfleet up` hands it to its nodes so).
+  const storeUrl = values.store ?? (process.env.SIPFLEET_STORE || undefined);
+  if (storeUrl !== undefined) {
+    stores = await openStores(storeUrl, values['node-id'] === undefined ? {} : { clientName: `sipfleet:${values['node-id']}` });
     const realm = values['auth-realm'];
     let authenticator: DigestAuthenticator | null = null;
     if (realm !== undefined) {

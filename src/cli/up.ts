@@ -8,6 +8,7 @@ import { adminToken, startBalancerAdmin } from '../admin/balancer-admin.ts';
 import { checkAdminBinding, type AdminServer } from '../admin/server.ts';
 import { Balancer, type BalancerStatus } from '../balancer/balancer.ts';
 import { formatHostPort } from '../sip/transport/types.ts';
+import { redactStoreUrl } from '../store/url.ts';
 import { listenOn } from './balancer.ts';
 import { createLog } from './log.ts';
 import { ConfigError, loadUpConfig, nthAddress, UP_KEYS, UP_SWITCHES, type UpConfig, type UpRaw } from './config.ts';
@@ -31,6 +32,11 @@ interface Child {
 export interface UpStatus extends BalancerStatus {
   supervisor: { pid: number; data: string; store: string; replication: string; apps: string[] };
   children: Array<{ id: string; pid: number; address: string; restarts: number; lastExit: string | null }>;
+}
+
+/** A Buffer as JSON.stringify hands it to a replacer (its toJSON ran first). */
+function isBufferJson(v: unknown): v is { type: 'Buffer'; data: number[] } {
+  return typeof v === 'object' && v !== null && (v as { type?: unknown }).type === 'Buffer' && Array.isArray((v as { data?: unknown }).data);
 }
 
 function isAlive(pid: number): boolean {
@@ -66,7 +72,9 @@ export function runConfigCheck(argv: string[]): number {
   const config = loadUpConfig(file, {});
   const admin = config.admin ?? { host: '127.0.0.1', port: 0 };
   checkAdminBinding(admin.host, adminToken());
-  process.stdout.write(`${file}: ok\n${JSON.stringify(config, null, 2)}\n`);
+  // Never a secret on the screen: the store's password masked, key and certificate contents left out.
+  const shown = { ...config, store: config.store === undefined ? undefined : redactStoreUrl(config.store) };
+  process.stdout.write(`${file}: ok\n${JSON.stringify(shown, (_k, v: unknown) => (isBufferJson(v) ? `(${v.data.length} bytes from file, not shown)` : v), 2)}\n`);
   return 0;
 }
 
@@ -131,7 +139,7 @@ class Cluster {
         MAIN, 'node', '--node-id', id, '--listen', formatHostPort(address, c.nodePort),
         '--transport', c.transport.map((t) => t.toLowerCase()).join(','),
         '--balancer', formatHostPort(outbound.host, outbound.port), '--cluster-control', control,
-        '--heartbeat-ms', String(c.heartbeatMs), '--replication', c.replication, '--store', this.#store,
+        '--heartbeat-ms', String(c.heartbeatMs), '--replication', c.replication,
         '--admin', formatHostPort(address, 0), '--log-level', c.logLevel,
       ];
       for (const a of c.app) args.push('--app', a);
@@ -143,7 +151,7 @@ class Cluster {
       this.#children.push({ id, address, args, process: null, pid: 0, restarts: 0, lastExit: null, startedAt: 0 });
     }
     this.#log.info(`sipfleet up: balancer external ${st.external.join(' ')}, internal ${st.internal.join(' ')}, control ${st.control}; ` +
-      `${c.nodes} node(s) running ${c.app.join('+')} on ${this.#store}, replication ${c.replication}; admin ${this.#admin.url}`);
+      `${c.nodes} node(s) running ${c.app.join('+')} on ${redactStoreUrl(this.#store)}, replication ${c.replication}; admin ${this.#admin.url}`);
     for (const child of this.#children) this.#spawn(child);
     const stopped = new Promise<void>((resolve) => {
       process.once('SIGTERM', resolve);
@@ -169,7 +177,8 @@ class Cluster {
   #spawn(child: Child): void {
     const p = spawn(process.execPath, [...process.execArgv, ...child.args], {
       stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, SIPFLEET_CLUSTER_SECRET: this.#secret },
+      // Secrets through the environment, never argv (which any local user can read in ps).
+      env: { ...process.env, SIPFLEET_CLUSTER_SECRET: this.#secret, SIPFLEET_STORE: this.#store },
     });
     child.process = p;
     child.pid = p.pid ?? 0;
@@ -206,7 +215,7 @@ class Cluster {
     const st = this.#balancer!.status();
     return {
       ...st,
-      supervisor: { pid: process.pid, data: this.#dataDir, store: this.#store, replication: this.#config.replication, apps: this.#config.app },
+      supervisor: { pid: process.pid, data: this.#dataDir, store: redactStoreUrl(this.#store), replication: this.#config.replication, apps: this.#config.app },
       children: this.#children.map((c) => ({ id: c.id, pid: c.process === null ? 0 : c.pid, address: c.address, restarts: c.restarts, lastExit: c.lastExit })),
     };
   }

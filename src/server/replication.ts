@@ -200,7 +200,8 @@ export class Replicator {
     this.#retryTimer = setInterval(() => {
       for (const u of this.#unsaved) {
         if (!u.valid) this.#unsaved.delete(u);
-        else void this.save(u);
+        // A write still in flight (a store that hangs rather than fails) is not queued behind again: one per call.
+        else if (!this.#busy.has(u)) void this.save(u);
       }
       if (this.#unsaved.size === 0 && this.#retryTimer !== null) {
         clearInterval(this.#retryTimer);

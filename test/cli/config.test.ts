@@ -8,6 +8,7 @@ import { spawnProcess } from '../helpers/proc.ts';
 import { freePort } from '../helpers/ports.ts';
 import { CLI } from '../e2e/sipfleet-cluster.ts';
 import { makeTempDir } from '../helpers/tmp.ts';
+import { makeCertificate } from '../helpers/tls.ts';
 
 /** Asserts fn throws a ConfigError whose key is `key`; returns its message for further checks. */
 function configError(fn: () => unknown, key: string, what = key): string {
@@ -332,6 +333,26 @@ describe('Java stack properties (--sip-stack-properties)', () => {
   });
 });
 
+describe('edge keys (tls, ws, wss)', () => {
+  test('TLS and WSS need a readable certificate and its key; the error names the key', () => {
+    const cert = makeCertificate(['127.0.0.1']);
+    const other = makeCertificate(['127.0.0.1']);
+    const c = resolveUpConfig({ tls: '127.0.0.1:5061', wss: '127.0.0.1', ws: '127.0.0.1:8080', 'tls-cert': cert.certPath, 'tls-key': cert.keyPath });
+    assert.deepEqual(c.edge.listen, [
+      { protocol: 'TLS', host: '127.0.0.1', port: 5061 }, { protocol: 'WS', host: '127.0.0.1', port: 8080 }, { protocol: 'WSS', host: '127.0.0.1', port: 443 },
+    ]);
+    assert.ok(c.edge.tls !== null && Buffer.from(c.edge.tls.cert).equals(cert.cert));
+    assert.deepEqual(resolveUpConfig({ ws: '127.0.0.1:8080' }).edge.tls, null, 'plain WS needs no certificate');
+    assert.throws(() => resolveUpConfig({ tls: '127.0.0.1:5061', 'tls-key': cert.keyPath }), /--tls-cert: .*certificate/);
+    assert.throws(() => resolveUpConfig({ wss: '127.0.0.1:8443', 'tls-cert': cert.certPath }), /--tls-key: /);
+    assert.throws(() => resolveUpConfig({ tls: '127.0.0.1:5061', 'tls-cert': '/nonexistent.pem', 'tls-key': cert.keyPath }), /--tls-cert: cannot read \/nonexistent\.pem/);
+    assert.throws(() => resolveUpConfig({ tls: '127.0.0.1:5061', 'tls-cert': cert.certPath, 'tls-key': other.keyPath }), /--tls-key: .*not a usable key and certificate/);
+    assert.throws(() => resolveUpConfig({ tls: '127.0.0.1:5061', 'tls-cert': cert.certPath, 'tls-key': cert.keyPath, 'tls-max-version': 'TLSv1.1' }), /--tls-max-version: expected TLSv1\.2 or TLSv1\.3/);
+    assert.throws(() => resolveUpConfig({ 'tls-cert': cert.certPath }), /--tls-cert: needs --tls or --wss/);
+    assert.throws(() => resolveUpConfig({ tls: 'nowhere:port' }), /--tls: /);
+  });
+});
+
 describe('loadUpConfig and sipfleet config check', () => {
   test('file, then environment (SIPFLEET_STORE), then flags; errors name where the value came from', () => {
     const dir = makeTempDir('sipfleet-conf-');
@@ -392,6 +413,16 @@ describe('loadUpConfig and sipfleet config check', () => {
     const u = await cli(['config', 'check', unknown]);
     assert.equal(u.code, 2);
     assert.match(u.stderr, /unknown\.yaml: nodez: unknown key/);
+    // Secrets are not echoed: the store's password is masked, key and certificate contents are left out.
+    const cert = makeCertificate(['127.0.0.1']);
+    const secret = path.join(dir, 'secret.yaml');
+    writeFileSync(secret, `store: redis://:pa55word-not-shown@127.0.0.1:6379/0\nwss: 127.0.0.1:28443\ntls-cert: ${cert.certPath}\ntls-key: ${cert.keyPath}\n`);
+    const sc = await cli(['config', 'check', secret]);
+    assert.equal(sc.code, 0, sc.stderr);
+    assert.doesNotMatch(sc.stdout, /pa55word-not-shown/);
+    assert.match(sc.stdout, /redis:\/\/:\*\*\*@127\.0\.0\.1:6379\/0/);
+    assert.doesNotMatch(sc.stdout, /"data": \[|PRIVATE KEY/);
+    assert.match(sc.stdout, /bytes from file, not shown/);
     const usage = await cli(['config', 'lint', good]);
     assert.equal(usage.code, 2);
     assert.match(usage.stderr, /usage: sipfleet config check FILE/);

@@ -8,6 +8,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import dgram from 'node:dgram';
 import { after, describe, test } from 'node:test';
 import { startKamailio } from '../helpers/kamailio.ts';
 import { freePort } from '../helpers/ports.ts';
@@ -15,7 +16,7 @@ import { killAll } from '../helpers/proc.ts';
 import { startSipJs } from '../helpers/sipjs.ts';
 import { SCENARIO_UAC_RR, SCENARIO_UAS_RR, startSipp, startSippUas } from '../helpers/sipp.ts';
 import { makeCertificate } from '../helpers/tls.ts';
-import { startCluster, waitUntil } from './sipfleet-cluster.ts';
+import { startCluster, waitForQuiet, waitUntil } from './sipfleet-cluster.ts';
 
 after(() => killAll());
 
@@ -42,24 +43,40 @@ function sipsakTls(uri: string): Promise<{ code: number | null; out: string }> {
 }
 
 describe('edge transports at the balancer', () => {
-  test('TLS: SIPp → Kamailio (relays over TLS) → balancer TLS side → 3 uas nodes: 500 calls, 0 failed', async () => {
+  test('TLS: SIPp → Kamailio (relays over TLS) → balancer TLS side → 3 uas nodes: 500 calls, 0 failed, though a node is SIGKILLed during them', async () => {
     const tlsPort = await freePort('127.0.0.1', 'tcp');
-    const cluster = await startCluster(['--nodes', '3', '--app', 'uas', '--tls', `127.0.0.1:${tlsPort}`, ...tlsFlags]);
+    const cluster = await startCluster(['--nodes', '3', '--app', 'uas', '--tls', `127.0.0.1:${tlsPort}`, '--restart-delay-ms', '60000', ...tlsFlags]);
     const kamailio = await startKamailio({
       host: '127.0.0.12', nextHop: `127.0.0.1:${tlsPort}`, nextHopTransport: 'tls',
       tls: { certPath: cert.certPath, keyPath: cert.keyPath },
     });
     try {
-      const calls = await startSipp({
+      // Calls of 3 s at 100/s: about 300 up at once, over Kamailio's TLS connection(s) to the balancer.
+      const control = await freePort('127.0.0.1', 'udp');
+      const sipp = startSipp({
         sf: SCENARIO_UAC_RR, remote: `${kamailio.host}:${kamailio.port}`, localIp: '127.0.0.1', rate: 100, maxCalls: 500,
-        callLimit: 200, timeoutSec: 60, recvTimeoutMs: 10_000,
-      }).done;
+        callLimit: 400, timeoutSec: 60, recvTimeoutMs: 10_000, extraArgs: ['-d', '3000', '-cp', String(control)],
+      });
+      await waitUntil('100 calls up', async () => (await cluster.status()).nodes.reduce((a, n) => a + n.calls, 0) >= 100, 20_000);
+      // ConfirmedDialog covers calls from their 2xx: an INVITE unanswered when its node dies is lost over a
+      // reliable hop (Kamailio does not retransmit over TLS). New calls pause until none is being set up.
+      const sippControl = dgram.createSocket('udp4');
+      const toggleNewCalls = (): Promise<void> => new Promise((resolve) => sippControl.send('p', control, '127.0.0.1', () => resolve()));
+      await toggleNewCalls();
+      await waitForQuiet(cluster, 'settingUp');
+      const victim = await cluster.node('node-2');
+      process.kill(victim.pid, 'SIGKILL');
+      await toggleNewCalls();
+      sippControl.close();
+      const calls = await sipp.done;
       assert.equal(calls.failed, 0, `failed calls: ${JSON.stringify(calls.failures)}\n${calls.stderr.slice(-2000)}`);
       assert.equal(calls.successful, 500);
       const st = await cluster.status();
       const newCalls = st.nodes.reduce((a, n) => a + n.traffic.newCalls, 0);
       assert.ok(newCalls >= 500, `the balancer routed ${newCalls} new calls`);
       assert.ok(st.nodes.filter((n) => n.traffic.newCalls > 0).length >= 2, 'calls spread over the nodes');
+      assert.ok(victim.calls > 0, 'node-2 held calls when it was killed');
+      assert.ok(st.nodes.reduce((a, n) => a + (n.replication?.failovers ?? 0), 0) > 0, 'survivors continued node-2\'s calls from the store');
     } finally {
       await kamailio.stop();
       await cluster.stop();

@@ -7,7 +7,7 @@ import { killAll } from '../helpers/proc.ts';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { SCENARIO_UAC_RR, SCENARIO_UAS_RR, startSipp, startSippUas, type SippTransport } from '../helpers/sipp.ts';
-import { startCluster, waitUntil } from './sipfleet-cluster.ts';
+import { startCluster, waitForQuiet, waitUntil } from './sipfleet-cluster.ts';
 
 after(() => killAll());
 
@@ -65,29 +65,10 @@ async function killDuringCalls(app: string, transport: SippTransport, store?: st
     const toggleNewCalls = (): Promise<void> => new Promise((resolve) => sippControl.send('p', control, '127.0.0.1', () => resolve()));
     const ringingMatters = flow === 'ringing' || flow === 'cancel' || flow === 'node-ringing' || flow === 'node-cancel';
     await toggleNewCalls();
-    /**
-     * Waits until no node has a call in `field`, as told by heartbeats sent after the last new call reached the
-     * balancer (a heartbeat older than that INVITE cannot count it).
-     */
-    const quiet = (field: 'settingUp' | 'unanswered'): Promise<void> => {
-      let seen = -1;
-      let since = 0;
-      return waitUntil(`no call ${field}`, async () => {
-        const st = await cluster.status();
-        const now = Date.now();
-        const newCalls = st.nodes.reduce((a, n) => a + n.traffic.newCalls, 0);
-        if (newCalls !== seen) {
-          seen = newCalls;
-          since = now;
-          return false;
-        }
-        return st.nodes.every((n) => n.state === 'dead' || (n[field] === 0 && now - n.heartbeatAgeMs > since + 20));
-      }, 5_000);
-    };
     // (Over UDP the caller retransmits an unanswered INVITE and a survivor takes it as a new call; a proxied INVITE
     // counts as unanswered until its final response, hence TCP only.)
-    if (ringingMatters && transport === 'tcp') await quiet('unanswered');
-    else if (!ringingMatters) await quiet('settingUp');
+    if (ringingMatters && transport === 'tcp') await waitForQuiet(cluster, 'unanswered');
+    else if (!ringingMatters) await waitForQuiet(cluster, 'settingUp');
     const victim = await cluster.node('node-2');
     process.kill(victim.pid, 'SIGKILL');
     await toggleNewCalls();

@@ -90,3 +90,24 @@ export async function waitUntil(what: string, check: () => Promise<boolean> | bo
   }
   throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
 }
+
+/**
+ * Waits until no node has a call in `field` (being set up, or not answered at all), as told by heartbeats sent
+ * after the last new call reached the balancer (a heartbeat older than that INVITE cannot count it). Pause new calls
+ * first (SIPp's 'p' on its control port): under a steady rate there is always a call being set up.
+ */
+export function waitForQuiet(cluster: Cluster, field: 'settingUp' | 'unanswered', timeoutMs = 5_000): Promise<void> {
+  let seen = -1;
+  let since = 0;
+  return waitUntil(`no call ${field}`, async () => {
+    const st = await cluster.status();
+    const now = Date.now();
+    const newCalls = st.nodes.reduce((a, n) => a + n.traffic.newCalls, 0);
+    if (newCalls !== seen) {
+      seen = newCalls;
+      since = now;
+      return false;
+    }
+    return st.nodes.every((n) => n.state === 'dead' || (n[field] === 0 && now - n.heartbeatAgeMs > since + 20));
+  }, timeoutMs);
+}
