@@ -85,6 +85,21 @@ if v ~= tonumber(ARGV[2]) then return -1 end
 redis.call('HSET', KEYS[1], 'd', ARGV[1], 'v', v + 1)
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 return v + 1`,
+  // KEYS: several sessions; ARGV: data, expected version, ttl ms for each in turn. Each key's new version, or -1.
+  sipfleetSessPutMany: `
+local out = {}
+for i = 1, #KEYS do
+  local a = (i - 1) * 3
+  local v = tonumber(redis.call('HGET', KEYS[i], 'v') or '0')
+  if v ~= tonumber(ARGV[a + 2]) then
+    out[i] = -1
+  else
+    redis.call('HSET', KEYS[i], 'd', ARGV[a + 1], 'v', v + 1)
+    redis.call('PEXPIRE', KEYS[i], ARGV[a + 3])
+    out[i] = v + 1
+  end
+end
+return out`,
   // ARGV owner. Deletes the timer if that owner holds it; returns 1 when deleted.
   sipfleetTimerTake: `
 if redis.call('HGET', KEYS[1], 'owner') ~= ARGV[1] then return 0 end
@@ -101,6 +116,7 @@ interface Scripts {
   sipfleetTimerTake(key: string, owner: string): Promise<number>;
   sipfleetTimerClaim(key: string, from: string, to: string): Promise<number>;
   sipfleetSessPut(key: string, data: string, expected: number, ttlMs: number): Promise<number>;
+  sipfleetSessPutMany(numKeys: number, ...keysThenArgs: Array<string | number>): Promise<number[]>;
   sipfleetLocPut(key: string, field: string, json: string, now: number): Promise<number>;
   sipfleetLocRemove(key: string, contact: string, now: number): Promise<number>;
   sipfleetLocRemoveAll(key: string, now: number): Promise<number>;
@@ -249,9 +265,51 @@ export class RedisCredentialStore implements CredentialStore {
   }
 }
 
-/** Sessions as hashes (d: data, v: version) with a TTL; the CAS is one Lua script, atomic on every topology. */
+interface PendingPut {
+  key: string;
+  data: string;
+  expected: number;
+  ttlMs: number;
+  resolve: (version: number) => void;
+  reject: (err: unknown) => void;
+}
+
+/** Puts gathered into one script call at most (a bigger batch is sent at once and a new one started). */
+const MAX_BATCH = 64;
+
+/**
+ * Sessions as hashes (d: data, v: version) with a TTL; the CAS is one Lua script, atomic on every topology.
+ * Puts made in one turn of the event loop (the calls whose messages arrived together) go to Redis as one script
+ * call: a replica per call costs a Redis command's client-side work once per batch, not once per call. Not on a
+ * Cluster, whose keys of one script must share a slot: there, one script call per put.
+ */
 export class RedisSessionStore implements SessionStore {
-  constructor(private readonly h: RedisHandle) {}
+  #batch: PendingPut[] = [];
+  readonly #batching: boolean;
+
+  constructor(private readonly h: RedisHandle) {
+    this.#batching = !(h.client instanceof Cluster);
+  }
+
+  #putNow(p: PendingPut): void {
+    this.h.run('session put', () => this.h.scripts.sipfleetSessPut(p.key, p.data, p.expected, p.ttlMs)).then(p.resolve, p.reject);
+  }
+
+  #flush(): void {
+    const batch = this.#batch;
+    this.#batch = [];
+    if (batch.length === 0) return;
+    if (batch.length === 1) {
+      this.#putNow(batch[0]!);
+      return;
+    }
+    const args: Array<string | number> = batch.map((p) => p.key);
+    for (const p of batch) args.push(p.data, p.expected, p.ttlMs);
+    this.h.run('session put', () => this.h.scripts.sipfleetSessPutMany(batch.length, ...args)).then(
+      (versions) => { for (let i = 0; i < batch.length; i++) batch[i]!.resolve(Number(versions[i])); },
+      (err: unknown) => { for (const p of batch) p.reject(err); },
+    );
+  }
 
   private key(key: string): string {
     return `${this.h.prefix}sess:${key}`;
@@ -259,7 +317,14 @@ export class RedisSessionStore implements SessionStore {
 
   async put(key: string, data: string, expected: number, ttlMs: number): Promise<number> {
     checkSessionKey(key);
-    const v = await this.h.run('session put', () => this.h.scripts.sipfleetSessPut(this.key(key), data, expected, Math.max(1, Math.round(ttlMs))));
+    const v = await new Promise<number>((resolve, reject) => {
+      const p: PendingPut = { key: this.key(key), data, expected, ttlMs: Math.max(1, Math.round(ttlMs)), resolve, reject };
+      if (!this.#batching) return this.#putNow(p);
+      this.#batch.push(p);
+      // setImmediate: after this turn's I/O callbacks, so the puts of every message read in this turn go together.
+      if (this.#batch.length === 1) setImmediate(() => this.#flush());
+      else if (this.#batch.length >= MAX_BATCH) this.#flush();
+    });
     if (v < 0) throw new StoreError('STORE_CONFLICT', `session ${key} was not at version ${expected}`);
     return v;
   }
@@ -480,7 +545,8 @@ export async function openRedisStores(cfg: RedisConfig, options: StoreOptions = 
   client.on('ready', () => {
     down = false;
   });
-  for (const [name, lua] of Object.entries(SCRIPTS)) client.defineCommand(name, { numberOfKeys: 1, lua });
+  // Every script takes one key but sipfleetSessPutMany, which is told how many (its first argument).
+  for (const [name, lua] of Object.entries(SCRIPTS)) client.defineCommand(name, name === 'sipfleetSessPutMany' ? { lua } : { numberOfKeys: 1, lua });
 
   let timer: NodeJS.Timeout | undefined;
   try {

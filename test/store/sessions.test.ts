@@ -207,6 +207,21 @@ function sessionContract(name: string, open: OpenHandles): void {
       assert.deepEqual(await b.get('race'), { data: updated[0]!.status === 'fulfilled' ? 'a2' : 'b2', version: 2 });
     });
 
+    test('many puts in one turn (one script call on Redis): each its own version; a wrong version conflicts alone', async () => {
+      const { a, b } = await fresh();
+      await a.put('batch-3', 'old', 0, HOUR);
+      const keys = Array.from({ length: 70 }, (_, i) => `batch-${i}`); // more than one batch of 64
+      const results = await Promise.allSettled(keys.map((k, i) => a.put(k, `data-${i}`, i === 3 ? 5 : 0, HOUR)));
+      for (const [i, r] of results.entries()) {
+        if (i === 3) assert.ok(r.status === 'rejected' && isConflict(r.reason), `key 3 must conflict: ${JSON.stringify(r)}`);
+        else assert.deepEqual(r, { status: 'fulfilled', value: 1 }, `key ${i}`);
+      }
+      assert.deepEqual(await b.get('batch-3'), { data: 'old', version: 1 }, 'the conflicting put wrote nothing');
+      assert.deepEqual(await b.get('batch-69'), { data: 'data-69', version: 1 });
+      const again = await Promise.all(keys.filter((_, i) => i !== 3).map((k) => a.put(k, 'next', 1, HOUR)));
+      assert.ok(again.every((v) => v === 2));
+    });
+
     test('read-modify-write loops on both handles lose no update', async () => {
       const { a, b } = await fresh();
       await a.put('counter', '0', 0, HOUR);
