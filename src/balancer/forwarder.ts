@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { AFFINITY_PARAM, hashString, parseAffinityKey } from '../server/cluster/affinity.ts';
 import { createResponse, type SipRequest, type SipResponse } from '../sip/message/message.ts';
 import { formatAddress, type Address } from '../sip/message/address.ts';
@@ -8,7 +9,6 @@ import { formatHostPort, transportParam, type Destination, type ListenAddress, t
 import { FlowTokens } from './flow-token.ts';
 import type { Member, Membership } from './membership.ts';
 import { pickNode } from './routing.ts';
-import { randomBytes } from 'node:crypto';
 
 export interface ForwarderOptions {
   /** Where clients reach the cluster. */
@@ -34,7 +34,7 @@ export interface NodeTraffic {
 
 const DIALOG_CREATING = new Set(['INVITE', 'SUBSCRIBE', 'REFER']);
 const ALL_PROTOCOLS: readonly TransportProtocol[] = ['UDP', 'TCP', 'TLS', 'WS', 'WSS'];
-/** Our branches: cookie, "sf", the call's affinity key (8 hex), then "p<port>" for a TCP client, "x", the rest. */
+/** Our branches: cookie, "sf", the call's affinity key (8 hex), then "p<port>" for a stream (TCP, TLS, WS) client, "x", the rest. */
 const OUR_BRANCH = MAGIC_COOKIE + 'sf';
 
 /**
