@@ -85,11 +85,13 @@ if v ~= tonumber(ARGV[2]) then return -1 end
 redis.call('HSET', KEYS[1], 'd', ARGV[1], 'v', v + 1)
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 return v + 1`,
-  // KEYS: several sessions; ARGV: data, expected version, ttl ms for each in turn. Each key's new version, or -1.
+  // KEYS: sessions to write, then sessions to delete; ARGV[1]: how many to write, then data, expected version and
+  // ttl ms of each in turn. Returns each write's new version, or -1 (not at the expected version: nothing written).
   sipfleetSessPutMany: `
+local n = tonumber(ARGV[1])
 local out = {}
-for i = 1, #KEYS do
-  local a = (i - 1) * 3
+for i = 1, n do
+  local a = 1 + (i - 1) * 3
   local v = tonumber(redis.call('HGET', KEYS[i], 'v') or '0')
   if v ~= tonumber(ARGV[a + 2]) then
     out[i] = -1
@@ -99,6 +101,7 @@ for i = 1, #KEYS do
     out[i] = v + 1
   end
 end
+if #KEYS > n then redis.call('DEL', unpack(KEYS, n + 1, #KEYS)) end
 return out`,
   // ARGV owner. Deletes the timer if that owner holds it; returns 1 when deleted.
   sipfleetTimerTake: `
@@ -276,15 +279,32 @@ interface PendingPut {
 
 /** Puts gathered into one script call at most (a bigger batch is sent at once and a new one started). */
 const MAX_BATCH = 64;
+/** Keys deleted by one command at most. */
+const MAX_DELETES = 256;
+/**
+ * How long deletes wait for a put to travel with. Every Redis round trip wakes the event loop once more, and on a
+ * busy box that wake-up (a context switch) costs more than the command: an ended call's record can wait this long.
+ */
+const DELETE_WAIT_MS = 25;
+
+interface PendingDelete {
+  keys: string[];
+  resolve: () => void;
+  reject: (err: unknown) => void;
+}
 
 /**
  * Sessions as hashes (d: data, v: version) with a TTL; the CAS is one Lua script, atomic on every topology.
  * Puts made in one turn of the event loop (the calls whose messages arrived together) go to Redis as one script
- * call: a replica per call costs a Redis command's client-side work once per batch, not once per call. Not on a
- * Cluster, whose keys of one script must share a slot: there, one script call per put.
+ * call, and the deletes of ended calls ride along with the next one (or go alone after DELETE_WAIT_MS): a replica
+ * per call costs one round trip per batch, not one per write. Not on a Cluster, whose keys of one script must
+ * share a slot: there, one command per put and per deleted key.
  */
 export class RedisSessionStore implements SessionStore {
   #batch: PendingPut[] = [];
+  #deletes: PendingDelete[] = [];
+  #deleteCount = 0;
+  #deleteTimer: NodeJS.Timeout | null = null;
   readonly #batching: boolean;
 
   constructor(private readonly h: RedisHandle) {
@@ -295,20 +315,48 @@ export class RedisSessionStore implements SessionStore {
     this.h.run('session put', () => this.h.scripts.sipfleetSessPut(p.key, p.data, p.expected, p.ttlMs)).then(p.resolve, p.reject);
   }
 
+  /** Sends the waiting puts and deletes: one script call (or one DEL when only deletes wait). */
   #flush(): void {
     const batch = this.#batch;
+    const deletes = this.#deletes;
     this.#batch = [];
-    if (batch.length === 0) return;
-    if (batch.length === 1) {
+    this.#deletes = [];
+    this.#deleteCount = 0;
+    if (this.#deleteTimer !== null) {
+      clearTimeout(this.#deleteTimer);
+      this.#deleteTimer = null;
+    }
+    if (batch.length === 0 && deletes.length === 0) return;
+    const settleDeletes = (err: unknown): void => { for (const d of deletes) if (err === null) d.resolve(); else d.reject(err); };
+    if (batch.length === 0) {
+      const keys = deletes.flatMap((d) => d.keys);
+      this.h.run('session delete', () => this.h.client.del(...keys)).then(() => settleDeletes(null), settleDeletes);
+      return;
+    }
+    if (batch.length === 1 && deletes.length === 0) {
       this.#putNow(batch[0]!);
       return;
     }
     const args: Array<string | number> = batch.map((p) => p.key);
+    for (const d of deletes) args.push(...d.keys);
+    const numKeys = args.length;
+    args.push(batch.length);
     for (const p of batch) args.push(p.data, p.expected, p.ttlMs);
-    this.h.run('session put', () => this.h.scripts.sipfleetSessPutMany(batch.length, ...args)).then(
-      (versions) => { for (let i = 0; i < batch.length; i++) batch[i]!.resolve(Number(versions[i])); },
-      (err: unknown) => { for (const p of batch) p.reject(err); },
+    this.h.run('session put', () => this.h.scripts.sipfleetSessPutMany(numKeys, ...args)).then(
+      (versions) => {
+        for (let i = 0; i < batch.length; i++) batch[i]!.resolve(Number(versions[i]));
+        settleDeletes(null);
+      },
+      (err: unknown) => {
+        for (const p of batch) p.reject(err);
+        settleDeletes(err);
+      },
     );
+  }
+
+  /** Sends what waits now (before the connection closes). */
+  flushPending(): void {
+    this.#flush();
   }
 
   private key(key: string): string {
@@ -344,6 +392,15 @@ export class RedisSessionStore implements SessionStore {
   async deleteMany(keys: readonly string[]): Promise<void> {
     for (const k of keys) checkSessionKey(k);
     if (keys.length === 0) return;
+    if (this.#batching) {
+      if (this.h.closed) throw new StoreError('STORE_CLOSED', 'Redis store is closed');
+      return new Promise<void>((resolve, reject) => {
+        this.#deletes.push({ keys: keys.map((k) => this.key(k)), resolve, reject });
+        this.#deleteCount += keys.length;
+        if (this.#deleteCount >= MAX_DELETES) this.#flush();
+        else if (this.#deleteTimer === null && this.#batch.length === 0) this.#deleteTimer = setTimeout(() => this.#flush(), DELETE_WAIT_MS);
+      });
+    }
     const client = this.h.client;
     // One DEL of many keys, but not across a Cluster's slots (CROSSSLOT): there, one DEL per key (pipelined).
     if (client instanceof Cluster) await this.h.run('session delete', () => Promise.all(keys.map((k) => client.del(this.key(k)))));
@@ -565,11 +622,13 @@ export async function openRedisStores(cfg: RedisConfig, options: StoreOptions = 
 
   const h = new RedisHandle(client, where, o.redisKeyPrefix);
   const location = new RedisLocationStore(h, o);
+  const sessions = new RedisSessionStore(h);
   return {
     location,
     credentials: new RedisCredentialStore(h),
-    sessions: new RedisSessionStore(h),
+    sessions,
     async close() {
+      sessions.flushPending();
       await location.close();
       if (h.closed) return;
       h.closed = true;

@@ -222,6 +222,17 @@ function sessionContract(name: string, open: OpenHandles): void {
       assert.ok(again.every((v) => v === 2));
     });
 
+    test('deletes and puts issued together (one command on Redis) all take effect; a delete alone still happens', async () => {
+      const { a, b } = await fresh();
+      await Promise.all(['mix-old-1', 'mix-old-2', 'mix-alone'].map((k) => a.put(k, 'x', 0, HOUR)));
+      await Promise.all([a.deleteMany(['mix-old-1', 'mix-old-2']), a.put('mix-new', 'y', 0, HOUR)]);
+      assert.equal(await b.get('mix-old-1'), null);
+      assert.equal(await b.get('mix-old-2'), null);
+      assert.deepEqual(await b.get('mix-new'), { data: 'y', version: 1 });
+      await a.deleteMany(['mix-alone']);
+      assert.equal(await b.get('mix-alone'), null);
+    });
+
     test('read-modify-write loops on both handles lose no update', async () => {
       const { a, b } = await fresh();
       await a.put('counter', '0', 0, HOUR);
