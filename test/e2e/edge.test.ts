@@ -16,7 +16,7 @@ import { killAll } from '../helpers/proc.ts';
 import { startSipJs } from '../helpers/sipjs.ts';
 import { SCENARIO_UAC_RR, SCENARIO_UAS_RR, startSipp, startSippUas } from '../helpers/sipp.ts';
 import { makeCertificate } from '../helpers/tls.ts';
-import { startCluster, waitForQuiet, waitUntil } from './sipfleet-cluster.ts';
+import { startCluster, waitForQuiet, waitUntil, type Cluster } from './sipfleet-cluster.ts';
 
 after(() => killAll());
 
@@ -40,6 +40,17 @@ function sipsakTls(uri: string): Promise<{ code: number | null; out: string }> {
       resolve({ code, out });
     });
   });
+}
+
+/** SIGKILLs the node the balancer reports the (only) call on, once the balancer sees it dead. */
+async function killCallHolder(cluster: Cluster): Promise<void> {
+  let holder = '';
+  await waitUntil('the call counted on a node', async () => {
+    holder = (await cluster.status()).nodes.find((x) => x.calls > 0)?.id ?? '';
+    return holder !== '';
+  }, 5000);
+  process.kill((await cluster.node(holder)).pid, 'SIGKILL');
+  await waitUntil(`${holder} seen dead`, async () => (await cluster.node(holder)).state === 'dead', 5000);
 }
 
 describe('edge transports at the balancer', () => {
@@ -105,16 +116,7 @@ describe('edge transports at the balancer', () => {
     try {
       assert.equal(await client.register(), 200);
       const session = await client.call(`sip:service@127.0.0.10:${uas.localPort}`);
-      // The node that holds the call: the one the balancer reports it on.
-      let holder = '';
-      await waitUntil('the call counted on a node', async () => {
-        const n = (await cluster.status()).nodes.find((x) => x.calls > 0);
-        holder = n?.id ?? '';
-        return n !== undefined;
-      }, 5000);
-      const victim = (await cluster.status()).nodes.find((n) => n.id === holder)!;
-      process.kill(victim.pid, 'SIGKILL');
-      await waitUntil(`${holder} seen dead`, async () => (await cluster.node(holder)).state === 'dead', 5000);
+      await killCallHolder(cluster);
       assert.equal(await client.bye(session), 200, 'BYE after the kill answered 200 by the callee, through a survivor');
       // The record-routing proxy continues an in-dialog request from its Route set; the balancer moved it.
       assert.ok((await cluster.status()).counters.failovers! > 0, 'the BYE for the dead node went to a survivor');
@@ -136,14 +138,7 @@ describe('edge transports at the balancer', () => {
       const answered = alice.answer();
       const caller = await bob.call('sip:alice@example.com');
       const callee = await answered;
-      let holder = '';
-      await waitUntil('the call counted on a node', async () => {
-        const n = (await cluster.status()).nodes.find((x) => x.calls > 0);
-        holder = n?.id ?? '';
-        return n !== undefined;
-      }, 5000);
-      process.kill((await cluster.node(holder)).pid, 'SIGKILL');
-      await waitUntil(`${holder} seen dead`, async () => (await cluster.node(holder)).state === 'dead', 5000);
+      await killCallHolder(cluster);
       const callerEnded = bob.ended(caller);
       assert.equal(await alice.bye(callee), 200, "the callee's BYE reached the caller's WebSocket through a survivor");
       await callerEnded;

@@ -126,6 +126,19 @@ export class TcpConnection implements Connection {
   }
 }
 
+/** Binds a stream server (TCP, TLS, HTTP for WebSocket); resolves with the port bound (port 0: any). */
+export function listenServer(server: net.Server, name: string, host: string, port: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const failBind = (err: Error): void => reject(new SipTransportError(`cannot listen on ${name} ${host}:${port}: ${err.message}`, { cause: err }));
+    server.once('error', failBind);
+    server.listen(port, host, () => {
+      server.off('error', failBind);
+      const addr = server.address();
+      resolve(addr !== null && typeof addr === 'object' ? addr.port : port);
+    });
+  });
+}
+
 function connectionKey(host: string, port: number): string {
   return host + '|' + port;
 }
@@ -159,16 +172,9 @@ export class TcpEndpoint {
     // A TLS server hands over its sockets once the handshake is done; a failed handshake never reaches us.
     server.on(t == null ? 'connection' : 'secureConnection', (socket: net.Socket) => endpoint.#adopt(socket, socket.remoteAddress ?? '', socket.remotePort ?? 0, true));
     if (t != null) server.on('tlsClientError', (_err, socket) => socket.destroy());
-    const name = t == null ? 'TCP' : 'TLS';
-    return new Promise((resolve, reject) => {
-      const failBind = (err: Error): void => reject(new SipTransportError(`cannot listen on ${name} ${options.host}:${options.port}: ${err.message}`, { cause: err }));
-      server.once('error', failBind);
-      server.listen(options.port, options.host, () => {
-        server.off('error', failBind);
-        const addr = server.address();
-        if (addr !== null && typeof addr === 'object') endpoint.port = addr.port;
-        resolve(endpoint);
-      });
+    return listenServer(server, t == null ? 'TCP' : 'TLS', options.host, options.port).then((port) => {
+      endpoint.port = port;
+      return endpoint;
     });
   }
 

@@ -3,7 +3,7 @@ import https from 'node:https';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { SipTransportError } from '../errors.ts';
-import type { TlsOptions } from './tcp.ts';
+import { listenServer, type TlsOptions } from './tcp.ts';
 import type { Connection } from './types.ts';
 
 export interface WsOptions {
@@ -162,15 +162,9 @@ export class WsEndpoint {
     const server = t == null ? http.createServer() : https.createServer({ key: t.key, cert: t.cert, ca: t.ca, maxVersion: t.maxVersion });
     const endpoint = new WsEndpoint(server, options, handlers);
     if (t != null) server.on('tlsClientError', (_err: Error, socket: Duplex) => socket.destroy());
-    return new Promise((resolve, reject) => {
-      const failBind = (err: Error): void => reject(new SipTransportError(`cannot listen on ${endpoint.protocol} ${options.host}:${options.port}: ${err.message}`, { cause: err }));
-      server.once('error', failBind);
-      server.listen(options.port, options.host, () => {
-        server.off('error', failBind);
-        const addr = server.address();
-        if (addr !== null && typeof addr === 'object') endpoint.port = addr.port;
-        resolve(endpoint);
-      });
+    return listenServer(server, endpoint.protocol, options.host, options.port).then((port) => {
+      endpoint.port = port;
+      return endpoint;
     });
   }
 

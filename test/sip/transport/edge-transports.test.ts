@@ -3,43 +3,19 @@
  * ways on one connection, Via/transport handling, the "sip" subprotocol rule, and what happens when a WebSocket
  * client is gone (we cannot connect to it).
  */
-import { after, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { WebSocket } from 'ws';
-import { createResponse, parseMessage, SipRequest, SipResponse } from '../../../src/sip/message/index.ts';
-import { TransportLayer, uriDestination, type TransportOptions, type TransportUser } from '../../../src/sip/transport/transport-layer.ts';
-import { parseUri } from '../../../src/sip/message/index.ts';
-import type { Source, TransportProtocol } from '../../../src/sip/transport/types.ts';
+import { createResponse, parseMessage, parseUri, SipRequest } from '../../../src/sip/message/index.ts';
+import { TransportLayer, uriDestination } from '../../../src/sip/transport/transport-layer.ts';
+import type { TransportProtocol } from '../../../src/sip/transport/types.ts';
 import { makeCertificate } from '../../helpers/tls.ts';
 import { Inbox, once } from './wait.ts';
+import { closers, startLayer } from './layers.ts';
 
 const WAIT = 3000;
 const HOST = '127.0.0.1';
 const cert = makeCertificate([HOST]);
-
-class Recorder implements TransportUser {
-  readonly requests = new Inbox<{ req: SipRequest; source: Source }>();
-  readonly responses = new Inbox<{ res: SipResponse; source: Source }>();
-  receiveRequest(req: SipRequest, source: Source): void {
-    this.requests.push({ req, source });
-  }
-  receiveResponse(res: SipResponse, source: Source): void {
-    this.responses.push({ res, source });
-  }
-}
-
-const closers: Array<() => Promise<void> | void> = [];
-after(async () => {
-  for (const c of closers.reverse()) await c();
-});
-
-async function startLayer(options: TransportOptions): Promise<{ layer: TransportLayer; user: Recorder }> {
-  const layer = await TransportLayer.start(options);
-  closers.push(() => layer.close());
-  const user = new Recorder();
-  layer.setUser(user);
-  return { layer, user };
-}
 
 function portOf(layer: TransportLayer, protocol: TransportProtocol): number {
   const l = layer.listening.find((a) => a.protocol === protocol);

@@ -4,32 +4,19 @@
  * bounded and event-driven (a valid request sent after the bad ones marks when they were dealt with: loopback
  * keeps order and the layer handles datagrams one at a time).
  */
-import { after, before, describe, test } from 'node:test';
+import { before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import dgram from 'node:dgram';
 import net from 'node:net';
 import { SipError } from '../../../src/sip/errors.ts';
-import { parseMessage, SipResponse, type SipRequest } from '../../../src/sip/message/index.ts';
+import { parseMessage, SipResponse } from '../../../src/sip/message/index.ts';
 import { StreamFramer } from '../../../src/sip/transport/stream-framer.ts';
-import { TransportLayer, type RejectInfo, type TransportOptions, type TransportUser } from '../../../src/sip/transport/transport-layer.ts';
-import type { Source } from '../../../src/sip/transport/types.ts';
+import { TransportLayer, type RejectInfo, type TransportOptions } from '../../../src/sip/transport/transport-layer.ts';
 import { Inbox, once } from './wait.ts';
+import { closers, Recorder } from './layers.ts';
 
 const WAIT = 2000;
 const HOST = '127.0.0.1';
-
-class Recorder implements TransportUser {
-  readonly requests = new Inbox<{ req: SipRequest; source: Source }>();
-  receiveRequest(req: SipRequest, source: Source): void {
-    this.requests.push({ req, source });
-  }
-  receiveResponse(): void {}
-}
-
-const closers: Array<() => Promise<void> | void> = [];
-after(async () => {
-  for (const c of closers.reverse()) await c();
-});
 
 interface Harness {
   layer: TransportLayer;

@@ -1,4 +1,4 @@
-import { after, before, describe, test } from 'node:test';
+import { before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import dgram from 'node:dgram';
@@ -6,41 +6,16 @@ import net from 'node:net';
 import { createResponse, parseMessage, parseUri, SipRequest, SipResponse } from '../../../src/sip/message/index.ts';
 import { StreamFramer } from '../../../src/sip/transport/stream-framer.ts';
 import type { TcpConnection } from '../../../src/sip/transport/tcp.ts';
-import { TransportLayer, uriDestination, type TransportOptions, type TransportUser } from '../../../src/sip/transport/transport-layer.ts';
+import { TransportLayer, uriDestination } from '../../../src/sip/transport/transport-layer.ts';
 import type { Source } from '../../../src/sip/transport/types.ts';
 import { freePort } from '../../helpers/ports.ts';
 import { Inbox, once } from './wait.ts';
+import { closers, Recorder, startLayer } from './layers.ts';
 
 const WAIT = 2000;
 const HOST = '127.0.0.1';
 
 // ---- helpers ----
-
-/** Records what the transport layer delivers. */
-class Recorder implements TransportUser {
-  readonly requests = new Inbox<{ req: SipRequest; source: Source }>();
-  readonly responses = new Inbox<{ res: SipResponse; source: Source }>();
-  receiveRequest(req: SipRequest, source: Source): void {
-    this.requests.push({ req, source });
-  }
-  receiveResponse(res: SipResponse, source: Source): void {
-    this.responses.push({ res, source });
-  }
-}
-
-const closers: Array<() => Promise<void> | void> = [];
-
-after(async () => {
-  for (const c of closers.reverse()) await c();
-});
-
-async function startLayer(options: TransportOptions): Promise<{ layer: TransportLayer; user: Recorder }> {
-  const layer = await TransportLayer.start(options);
-  closers.push(() => layer.close());
-  const user = new Recorder();
-  layer.setUser(user);
-  return { layer, user };
-}
 
 function portOf(layer: TransportLayer, protocol: 'UDP' | 'TCP', host = HOST): number {
   const l = layer.listening.find((a) => a.protocol === protocol && a.host === host);
