@@ -59,7 +59,7 @@ export class Forwarder {
   readonly #retryAfter: string;
   readonly counters = {
     requests: 0, responses: 0, toNodes: 0, outward: 0, failovers: 0, noNode: 0, tooManyHops: 0, dropped: 0,
-    nodeSendErrors: 0, flowFailed: 0,
+    nodeSendErrors: 0, resent: 0, flowFailed: 0,
   };
   readonly traffic = new Map<string, NodeTraffic>();
 
@@ -162,8 +162,11 @@ export class Forwarder {
     return FlowTokens.needed(peer.protocol) ? this.#flows.encode(peer.protocol, peer.host, peer.port) : null;
   }
 
-  /** A request for the cluster: to the node its call lives on, or to the one its affinity key picks. */
-  #toNode(req: SipRequest, source: Source, layer: TransportLayer, nextRoute: Address | null, named: Member | undefined): void {
+  /**
+   * A request for the cluster: to the node its call lives on, or to the one its affinity key picks. `resent`: the
+   * node it first went to refused the connection, and it goes again (our Via removed, our entries already in).
+   */
+  #toNode(req: SipRequest, source: Source, layer: TransportLayer, nextRoute: Address | null, named: Member | undefined, resent = false): void {
     const target = nextRoute?.uri ?? req.uri;
     let node: Member | null;
     const keyText = isSipUri(target) ? target.params.get(AFFINITY_PARAM) : undefined;
@@ -197,7 +200,9 @@ export class Forwarder {
     // Nodes speak UDP and TCP: a client's stream (TCP, TLS, WS) continues as TCP when the node has it.
     const addr = node.address(source.protocol === 'UDP' ? 'UDP' : 'TCP')!;
     const dest: Destination = { protocol: addr.protocol, host: addr.host, port: addr.port };
-    if (req.toTag === null && DIALOG_CREATING.has(req.method)) {
+    if (resent) {
+      // Record-Route and Path are the balancer's own, whichever node: already in.
+    } else if (req.toTag === null && DIALOG_CREATING.has(req.method)) {
       req.prepend('record-route', this.#rrEntry(this.#extRR, source.protocol, this.#flowOf(source)));
       req.prepend('record-route', this.#rrEntry(this.#intRR, dest.protocol, null));
     } else if (req.method === 'REGISTER' && req.toTag === null) {
@@ -209,9 +214,14 @@ export class Forwarder {
     const branch = this.#branch(req, keyHash, source);
     const attempt = node;
     this.internal.sendRequest(req, dest, branch, () => {
-      // The node refused the connection: it is gone. The next retransmission goes to a survivor.
+      // The node refused the connection: it is gone, and it never saw the request. Over a stream nobody
+      // retransmits (a UDP client would), so it goes once more, to the survivor its call now maps to.
       this.counters.nodeSendErrors++;
       this.#membership.markDead(attempt, 'connection');
+      if (resent) return;
+      this.counters.resent++;
+      req.removeFirst('via');
+      this.#toNode(req, source, layer, nextRoute, named, true);
     });
   }
 

@@ -77,6 +77,9 @@ describe('edge transports at the balancer', () => {
       await waitForQuiet(cluster, 'settingUp');
       const victim = await cluster.node('node-2');
       process.kill(victim.pid, 'SIGKILL');
+      // New calls go on once the balancer has seen the death (milliseconds): an INVITE written to node-2's TCP
+      // connection in between is lost, as over any reliable hop (the failover contract, row 1).
+      await waitUntil('node-2 seen dead', async () => (await cluster.node('node-2')).state === 'dead', 5000);
       await toggleNewCalls();
       sippControl.close();
       const calls = await sipp.done;
@@ -86,6 +89,7 @@ describe('edge transports at the balancer', () => {
       const newCalls = st.nodes.reduce((a, n) => a + n.traffic.newCalls, 0);
       assert.ok(newCalls >= 500, `the balancer routed ${newCalls} new calls`);
       assert.ok(st.nodes.filter((n) => n.traffic.newCalls > 0).length >= 2, 'calls spread over the nodes');
+      console.log(`# TLS: ${calls.successful} calls, ${calls.failed} failed; node-2 killed holding ${victim.calls}; balancer failovers ${st.counters.failovers}, requests re-sent after a refused connection ${st.counters.resent}`);
       assert.ok(victim.calls > 0, 'node-2 held calls when it was killed');
       assert.ok(st.nodes.reduce((a, n) => a + (n.replication?.failovers ?? 0), 0) > 0, 'survivors continued node-2\'s calls from the store');
     } finally {
