@@ -53,7 +53,7 @@ export interface SipJsClient {
   register(expiresS?: number): Promise<number>;
   /** INVITE `target`; resolves once the call is established (rejects with the final status otherwise). */
   call(target: string, timeoutMs?: number): Promise<Session>;
-  /** The next incoming call, answered (200) and established (rejects after `timeoutMs`). */
+  /** The next incoming call, answered (200), its ACK received (rejects after `timeoutMs`). */
   answer(timeoutMs?: number): Promise<Session>;
   /** Resolves when the call is ended (by a BYE from the other side, or ours). */
   ended(session: Session, timeoutMs?: number): Promise<void>;
@@ -131,11 +131,17 @@ export async function startSipJs(options: { server: string; uri: string; ca?: Bu
       return new Promise((resolve, reject) => {
         const timer = setTimeout(() => reject(new Error(`no incoming call established within ${timeoutMs} ms`)), timeoutMs);
         const take = (invitation: Invitation): void => {
-          invitation.stateChange.addListener((state) => {
-            if (state === SessionState.Established) {
+          // SIP.js holds a callee's BYE until the ACK of its 2xx arrives (RFC 3261 §15): "answered" means the ACK came.
+          const confirmed = (): void => {
+            if (invitation.dialog?.sessionState === 'Confirmed') {
               clearTimeout(timer);
               resolve(invitation);
+            } else if (invitation.state === SessionState.Established) {
+              setTimeout(confirmed, 5);
             }
+          };
+          invitation.stateChange.addListener((state) => {
+            if (state === SessionState.Established) confirmed();
           });
           invitation.accept().catch((err: unknown) => {
             clearTimeout(timer);
