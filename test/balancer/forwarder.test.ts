@@ -3,23 +3,14 @@ import dgram from 'node:dgram';
 import { after, before, describe, test } from 'node:test';
 import { Balancer } from '../../src/balancer/balancer.ts';
 import { HeartbeatSender } from '../../src/server/cluster/heartbeat.ts';
-import { SipNode, type NodeApp } from '../../src/server/node.ts';
+import { SipNode } from '../../src/server/node.ts';
 import { parseMessage } from '../../src/sip/message/parser.ts';
 import { SipRequest, type SipResponse } from '../../src/sip/message/message.ts';
-import type { ServerTransaction } from '../../src/sip/transaction/server.ts';
 import { once } from '../sip/transport/wait.ts';
+import { EchoApp } from './echo-app.ts';
 
 const SECRET = 'forwarder-test-secret';
 
-/** The node's app: answers every request 200 and remembers what it received. */
-class EchoApp implements NodeApp {
-  readonly name = 'echo';
-  readonly received: SipRequest[] = [];
-  onRequest(req: SipRequest, tx: ServerTransaction | null): void {
-    this.received.push(req);
-    tx?.reply(200);
-  }
-}
 
 /** A UDP peer outside the cluster (a phone), sending raw text and collecting what comes back. */
 class Peer {

@@ -8,23 +8,14 @@ import { after, before, test } from 'node:test';
 import { Balancer } from '../../src/balancer/balancer.ts';
 import { hashString, pickNode } from '../../src/server/cluster/affinity.ts';
 import { HeartbeatSender } from '../../src/server/cluster/heartbeat.ts';
-import { SipNode, type NodeApp } from '../../src/server/node.ts';
-import type { SipRequest } from '../../src/sip/message/message.ts';
-import type { ServerTransaction } from '../../src/sip/transaction/server.ts';
+import { SipNode } from '../../src/server/node.ts';
 import { freePort } from '../helpers/ports.ts';
 import { once } from '../sip/transport/wait.ts';
+import { EchoApp } from './echo-app.ts';
 
 const SECRET = 'resend-test-secret';
 const HOST = '127.0.0.1';
 
-class EchoApp implements NodeApp {
-  readonly name = 'echo';
-  readonly received: SipRequest[] = [];
-  onRequest(req: SipRequest, tx: ServerTransaction | null): void {
-    this.received.push(req);
-    tx?.reply(200);
-  }
-}
 
 let balancer: Balancer;
 let node: SipNode;

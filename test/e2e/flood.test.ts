@@ -50,19 +50,22 @@ async function flood(from: string, to: { host: string; port: number }, perSec: n
   }
   const start = performance.now();
   let sent = 0;
+  let secondsTaken = 0;
+  // Resolves once the last datagram is handed to the kernel (dgram runs send callbacks in order): replies still in
+  // flight are of no interest, the socket can close.
   await new Promise<void>((resolve) => {
     const batch = (): void => {
       const due = Math.min(total, Math.floor(((performance.now() - start) / 1000) * perSec));
       const until = Math.min(due, sent + 2000);
-      for (; sent < until; sent++) socket.send(messages[sent]!, to.port, to.host);
-      if (sent >= total) resolve();
+      for (; sent < until; sent++) {
+        if (sent === total - 1) socket.send(messages[sent]!, to.port, to.host, () => resolve());
+        else socket.send(messages[sent]!, to.port, to.host);
+      }
+      if (sent >= total) secondsTaken = (performance.now() - start) / 1000;
       else setImmediate(batch);
     };
     batch();
   });
-  const secondsTaken = (performance.now() - start) / 1000;
-  // Replies still in flight are of no interest: the socket is closed once the sends are handed to the kernel.
-  await new Promise((r) => setTimeout(r, 50));
   socket.close();
   return { sent, seconds: secondsTaken, received };
 }

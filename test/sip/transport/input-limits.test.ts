@@ -212,9 +212,11 @@ describe('counting and reporting', () => {
   let h: Harness;
   let client: RawUdp;
   let admitting = true;
+  /** Called by the admit hook each time it refuses (the test waits on it). */
+  let onRefused: () => void = () => {};
 
   before(async () => {
-    h = await startLayer({ admit: () => admitting });
+    h = await startLayer({ admit: () => { if (!admitting) onRefused(); return admitting; } });
     client = await rawUdp();
   });
 
@@ -238,19 +240,13 @@ describe('counting and reporting', () => {
   test('refused by the admit hook: counters.refused and rejected.refused, not parsed, not malformed', async () => {
     const malformed = h.layer.counters.malformed;
     admitting = false;
+    let refusals = 0;
+    // the switch back happens once the hook has refused both
+    const bothRefused = once<void>((cb) => { onRefused = () => { if (++refusals === 2) cb(); }; }, WAIT, 'both datagrams refused');
     client.send(request({ port: client.port }), h.udpPort);
     client.send('junk', h.udpPort);
     const b = `z9hG4bKafter${++seq}`;
-    // the switch back happens once both were refused: watch the counter (no sleeping)
-    await new Promise<void>((resolve, reject) => {
-      const deadline = Date.now() + WAIT;
-      const check = (): void => {
-        if (h.layer.counters.refused >= 2) resolve();
-        else if (Date.now() > deadline) reject(new Error(`refused ${h.layer.counters.refused} after ${WAIT} ms`));
-        else setImmediate(check);
-      };
-      check();
-    });
+    await bothRefused;
     admitting = true;
     client.send(request({ port: client.port, branch: b }), h.udpPort);
     await h.user.requests.next(WAIT, 'the OPTIONS once admitted', (r) => r.req.topVia.branch === b);
