@@ -28,8 +28,8 @@ export interface TransactionCounters {
 
 /**
  * Matches messages to transactions (§17.1.3, §17.2.3) and owns them. Every new request other than ACK gets a
- * server transaction before the TU sees it; an INVITE gets its 100 Trying at once (§17.2.1), so the previous hop
- * stops retransmitting.
+ * server transaction before the TU sees it; an INVITE the TU has not answered within `tryingDelayMs` gets a 100
+ * Trying then (§17.2.1), so the previous hop stops retransmitting.
  */
 export class TransactionLayer implements TransportUser, TransactionContext, ClientContext {
   readonly transport: TransportLayer;
@@ -40,6 +40,8 @@ export class TransactionLayer implements TransportUser, TransactionContext, Clie
   #user: TransactionUser | null = null;
   /** Whether INVITE server transactions answer 100 Trying themselves (a UAS that rings at once may not need it). */
   autoTrying = true;
+  /** How long an INVITE may wait for the TU's first response before the 100 Trying goes (§17.2.1: 200 ms). */
+  tryingDelayMs = 200;
 
   constructor(transport: TransportLayer, timers: Partial<TimerSettings> = {}) {
     this.transport = transport;
@@ -79,7 +81,7 @@ export class TransactionLayer implements TransportUser, TransactionContext, Clie
     const created = new ServerTransaction(key, req, source, this);
     this.#servers.set(key, created);
     this.counters.serverCreated++;
-    if (req.method === 'INVITE' && this.autoTrying) created.reply(100);
+    if (req.method === 'INVITE' && this.autoTrying) created.tryingAfter(this.tryingDelayMs);
     if (this.#user === null) {
       created.reply(503, 'No Transaction User');
       return;

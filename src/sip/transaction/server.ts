@@ -38,6 +38,7 @@ export class ServerTransaction {
   #timerG: NodeJS.Timeout | null = null;
   #timerH: NodeJS.Timeout | null = null;
   #timerEnd: NodeJS.Timeout | null = null;
+  #timerTrying: NodeJS.Timeout | null = null;
   #gInterval = 0;
   /** Set by the TU: called when a CANCEL matches this INVITE transaction (§9.2). */
   onCancel: ((cancel: SipRequest) => void) | null = null;
@@ -69,9 +70,30 @@ export class ServerTransaction {
     return isReliable(this.source.protocol);
   }
 
+  /**
+   * An INVITE gets 100 Trying after `ms` unless the TU has answered by then (§17.2.1 lets a server skip it when the
+   * TU answers within 200 ms). Not sending it at once matters for failover: an INVITE whose node dies before any
+   * response is retransmitted by a UDP caller and a survivor takes the call, while a 100 alone stops the caller's
+   * retransmissions and nobody can continue a call of which nothing was replicated yet.
+   */
+  tryingAfter(ms: number): void {
+    if (ms <= 0) {
+      this.reply(100);
+      return;
+    }
+    this.#timerTrying = setTimeout(() => {
+      this.#timerTrying = null;
+      if (this.lastStatus === 0 && this.state === 'proceeding') this.reply(100);
+    }, ms);
+  }
+
   /** Sends a response built by the caller, moving the state machine on. */
   respond(res: SipResponse): void {
     const status = res.status;
+    if (this.#timerTrying !== null) {
+      clearTimeout(this.#timerTrying);
+      this.#timerTrying = null;
+    }
     switch (this.state) {
       case 'trying':
       case 'proceeding':
@@ -132,7 +154,9 @@ export class ServerTransaction {
       return;
     }
     this.#ctx.counters.retransmissions++;
-    if ((this.state === 'proceeding' || this.state === 'completed') && this.#lastData !== null) {
+    // The caller is still waiting and the TU has not answered: say we have the request now.
+    if (this.#timerTrying !== null) this.reply(100);
+    else if ((this.state === 'proceeding' || this.state === 'completed') && this.#lastData !== null) {
       this.#ctx.transport.sendResponseData(this.#lastData, this.#lastDest!, this.source);
     }
   }
@@ -179,7 +203,8 @@ export class ServerTransaction {
     this.#clearG();
     if (this.#timerH !== null) clearTimeout(this.#timerH);
     if (this.#timerEnd !== null) clearTimeout(this.#timerEnd);
-    this.#timerH = this.#timerEnd = null;
+    if (this.#timerTrying !== null) clearTimeout(this.#timerTrying);
+    this.#timerH = this.#timerEnd = this.#timerTrying = null;
     this.#lastData = null;
     this.#request = null;
     this.#ctx.removeServer(this);

@@ -81,15 +81,40 @@ describe('transaction matching (§17.2.3, §9.2, RFC 2543 fallback)', () => {
     await stack.close();
   });
 
-  test('an INVITE gets 100 Trying at once and its retransmission is absorbed (the 100 is re-sent)', async () => {
+  test('an INVITE the TU does not answer gets 100 Trying after the delay; its retransmission is absorbed (the 100 is re-sent)', async () => {
     respond = () => {};
     const text = invite(peer.port, 'z9hG4bK-absorb-1', 'absorb-1');
+    const sent = Date.now();
     peer.send(text, port);
     await peer.waitFor((r) => r.callId === 'absorb-1' && r.status === 100, 1);
+    assert.ok(Date.now() - sent >= stack.transactions.tryingDelayMs - 5, 'not before the TU had its 200 ms (§17.2.1)');
     peer.send(text, port);
     await peer.waitFor((r) => r.callId === 'absorb-1' && r.status === 100, 2);
     assert.equal(seen.filter((s) => s.req.callId === 'absorb-1').length, 1, 'the TU saw the INVITE once');
     assert.ok(stack.transactions.counters.absorbed >= 1);
+  });
+
+  test('an INVITE the TU answers at once gets no 100; a retransmission before any answer gets the 100 at once', async () => {
+    // Answered within the delay: the 180 is the only response, and a retransmission gets the 180 again.
+    respond = (req, tx) => { if (req.callId === 'ring-1') tx.reply(180, undefined, 'uas-tag'); };
+    const ring = invite(peer.port, 'z9hG4bK-ring-1', 'ring-1');
+    peer.send(ring, port);
+    await peer.waitFor((r) => r.callId === 'ring-1' && r.status === 180, 1);
+    peer.send(ring, port);
+    await peer.waitFor((r) => r.callId === 'ring-1' && r.status === 180, 2);
+    // Not answered yet when the caller retransmits (its T1 is shorter than our delay): the 100 goes now.
+    respond = () => {};
+    const quiet = invite(peer.port, 'z9hG4bK-quiet-1', 'quiet-1');
+    peer.send(quiet, port);
+    await waitUntil(() => seen.some((s) => s.req.callId === 'quiet-1'));
+    const retransmitted = Date.now();
+    peer.send(quiet, port);
+    await peer.waitFor((r) => r.callId === 'quiet-1' && r.status === 100, 1);
+    assert.ok(Date.now() - retransmitted < stack.transactions.tryingDelayMs, 'the retransmission was answered, not the timer');
+    // An INVITE sent after ring-1 gets its delayed 100; a timer ring-1 had left running would have fired before.
+    peer.send(invite(peer.port, 'z9hG4bK-late-1', 'late-1'), port);
+    await peer.waitFor((r) => r.callId === 'late-1' && r.status === 100, 1);
+    assert.equal(peer.received.filter((r) => r.callId === 'ring-1' && r.status === 100).length, 0, 'no 100 for the INVITE answered at once');
   });
 
   test('a CANCEL matches the INVITE server transaction with the same branch (§9.2)', async () => {
