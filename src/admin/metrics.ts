@@ -203,6 +203,7 @@ export function balancerMetrics(balancer: Balancer): Registry {
     }
   });
   readCounter(r, 'sipfleet_balancer_flow_failed_total', 'Requests for a client whose connection (flow) is gone, answered 430 Flow Failed', [], (set) => set({}, f.flowFailed));
+  readCounter(r, 'sipfleet_balancer_flow_invalid_total', 'Requests from nodes whose route carries a flow token that does not verify, answered 403 (an ACK dropped)', [], (set) => set({}, f.flowInvalid));
   const perNode = (name: string, help: string, kind: 'gauge' | 'counter', value: (n: ReturnType<Balancer['status']>['nodes'][number]) => number | null): void => {
     (kind === 'gauge' ? readGauge : readCounter)(r, name, help, ['node'], (set) => {
       for (const n of balancer.status().nodes) {

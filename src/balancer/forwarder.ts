@@ -59,7 +59,7 @@ export class Forwarder {
   readonly #retryAfter: string;
   readonly counters = {
     requests: 0, responses: 0, toNodes: 0, outward: 0, failovers: 0, noNode: 0, tooManyHops: 0, dropped: 0,
-    nodeSendErrors: 0, resent: 0, flowFailed: 0,
+    nodeSendErrors: 0, resent: 0, flowFailed: 0, flowInvalid: 0,
   };
   readonly traffic = new Map<string, NodeTraffic>();
 
@@ -131,6 +131,7 @@ export class Forwarder {
     // Our own Record-Route entries (one per side) come back as the top Routes: they have done their job.
     let next: Address | null = null;
     let flow: Destination | null = null;
+    let badFlow = false;
     if (req.has('route')) {
       const routes = req.routes();
       let i = 0;
@@ -138,7 +139,10 @@ export class Forwarder {
       for (let k = 0; k < i; k++) {
         req.removeFirst('route');
         const uri = routes[k]!.uri;
-        if (fromNode && flow === null && isSipUri(uri) && uri.user !== null) flow = this.#flows.decode(uri.user);
+        if (fromNode && flow === null && isSipUri(uri) && FlowTokens.looksLike(uri.user)) {
+          flow = this.#flows.decode(uri.user);
+          badFlow ||= flow === null;
+        }
       }
       if (i < routes.length) next = routes[i]!;
     }
@@ -147,7 +151,7 @@ export class Forwarder {
     if (!fromNode || member !== undefined || (next === null && this.#isOwn(req.uri))) {
       this.#toNode(req, source, layer, next, member);
     } else {
-      this.#outward(req, source, target, flow);
+      this.#outward(req, source, target, flow, badFlow);
     }
   }
 
@@ -246,9 +250,16 @@ export class Forwarder {
    * A request from a node to the world: on the client connection its route's flow token names, else to its next
    * Route or its Request-URI.
    */
-  #outward(req: SipRequest, source: Source, target: Uri, flow: Destination | null): void {
+  #outward(req: SipRequest, source: Source, target: Uri, flow: Destination | null, badFlow: boolean): void {
     let dest: Destination;
     let flowToken: string | null = null;
+    if (flow === null && badFlow) {
+      // A route of ours whose flow token does not verify (another secret, or tampered with): the connection it
+      // meant is unknown, and the Request-URI (a browser's ….invalid Contact) leads nowhere (RFC 5626 §5.3: 403).
+      this.counters.flowInvalid++;
+      if (req.method !== 'ACK') this.internal.sendResponse(createResponse(req, 403, 'Invalid Flow Token'), source);
+      return;
+    }
     if (flow !== null && this.external.hasConnection(flow)) {
       dest = flow;
       flowToken = this.#flowOf(flow);

@@ -101,6 +101,7 @@ describe('protection metrics', () => {
     assert.equal(sumOf(samples, 'sipfleet_balancer_sources_tracked'), 2, 'the flooder and the marker');
     assert.equal(types.get('sipfleet_balancer_sources_tracked'), 'gauge');
     assert.equal(types.get('sipfleet_balancer_flow_failed_total'), 'counter');
+    assert.equal(types.get('sipfleet_balancer_flow_invalid_total'), 'counter');
     assert.equal(types.get('sipfleet_balancer_node_overloaded'), 'gauge');
   });
 

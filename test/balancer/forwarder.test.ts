@@ -142,6 +142,22 @@ Content-Length: 0
     }
   });
 
+  test('a request from the node whose route carries a flow token that does not verify gets 403 and is counted, not sent to its Request-URI', async () => {
+    const int = balancer.forwarder.internal.listening[0]!;
+    const before = balancer.forwarder.counters.flowInvalid;
+    const req = new SipRequest('OPTIONS', 'sip:x7@browser.invalid;transport=ws', [
+      { name: 'Route', key: 'route', value: `<sip:sf-s4127.0.0.1~40000-AAAAAAAAAAAA@[::1]:${int.port};lr>` },
+      { name: 'Max-Forwards', key: 'max-forwards', value: '70' },
+      { name: 'From', key: 'from', value: '<sip:node@[::1]>;tag=n2' },
+      { name: 'To', key: 'to', value: '<sip:x7@browser.invalid>' },
+      { name: 'Call-ID', key: 'call-id', value: 'v6-bad-flow-1' },
+      { name: 'CSeq', key: 'cseq', value: '1 OPTIONS' },
+    ]);
+    const final = await once<SipResponse>((cb) => node.stack.transactions.request(req, { protocol: 'UDP', host: int.host, port: int.port }, { onResponse: (r) => { if (r.status >= 200) cb(r); } }), 3000, 'a final answer');
+    assert.equal(final.status, 403);
+    assert.equal(balancer.forwarder.counters.flowInvalid, before + 1);
+  });
+
   test('with the only node draining, a new INVITE gets 503 with Retry-After', async () => {
     heartbeat.draining = true;
     await once<void>((cb) => { balancer.membership.onEvent = (e) => { if (e.type === 'draining') cb(); }; }, 3000, 'draining');

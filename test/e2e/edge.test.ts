@@ -4,7 +4,9 @@
  *   balancer's TLS side; `sipsak --transport tls` OPTIONS.
  * - WSS (RFC 7118): SIP.js, the browser SIP stack, run in Node over a real WebSocket: it registers and calls a SIPp
  *   UAS through the balancer; the node holding the call is killed with SIGKILL; its BYE still succeeds (the
- *   connection is held by the balancer, the dialog is replicated, a survivor continues it).
+ *   connection is held by the balancer, the dialog is replicated, a survivor continues it). Two SIP.js clients call
+ *   each other: the requests towards each of them (INVITE, ACK, BYE) find its WebSocket by the flow token in the
+ *   balancer's Path and Record-Route entries only.
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -131,7 +133,29 @@ describe('edge transports at the balancer', () => {
     }
   });
 
-  // Not here yet: a call between two SIP.js clients (Path and Record-Route flow tokens both ways). It works, but in
-  // about 1 run in 3 the caller's ACK, forwarded by the node to the balancer, never reaches the callee's
-  // WebSocket; until that is understood the test would be flaky. See the stop's notes.
+  test('WSS to WSS: a call between two registered SIP.js clients (flow tokens in Path and Record-Route); the node is killed; the callee hangs up and the caller gets the BYE', async () => {
+    const wssPort = await freePort('127.0.0.1', 'tcp');
+    const cluster = await startCluster(['--nodes', '3', '--app', 'proxy', '--wss', `127.0.0.1:${wssPort}`, '--restart-delay-ms', '60000', ...tlsFlags]);
+    const alice = await startSipJs({ server: `wss://127.0.0.1:${wssPort}`, uri: 'sip:alice@example.com', ca: cert.ca });
+    const bob = await startSipJs({ server: `wss://127.0.0.1:${wssPort}`, uri: 'sip:bob@example.com', ca: cert.ca });
+    try {
+      // Alice's Contact is a made-up ….invalid host: only the Path entry's flow token leads back to her WebSocket.
+      assert.equal(await alice.register(), 200);
+      const answered = alice.answer();
+      const caller = await bob.call('sip:alice@example.com');
+      const callee = await answered;
+      await killCallHolder(cluster);
+      const callerEnded = bob.ended(caller);
+      assert.equal(await alice.bye(callee), 200, "the callee's BYE reached the caller's WebSocket through a survivor");
+      await callerEnded;
+      const st = await cluster.status();
+      assert.ok(st.counters.failovers! > 0, 'the BYE for the dead node went to a survivor');
+      assert.equal(st.counters.flowFailed, 0);
+      assert.equal(st.counters.flowInvalid, 0, 'every flow token verified');
+    } finally {
+      await alice.stop();
+      await bob.stop();
+      await cluster.stop();
+    }
+  });
 });

@@ -6,7 +6,7 @@
  */
 import { WebSocket as NodeWebSocket, type ClientOptions } from 'ws';
 import {
-  Inviter, Registerer, SessionState, UserAgent, type Core, type Session, type SessionDescriptionHandler,
+  Inviter, Registerer, SessionState, UserAgent, type Core, type Invitation, type Session, type SessionDescriptionHandler,
 } from 'sip.js';
 
 type IncomingResponse = Core.IncomingResponse;
@@ -53,6 +53,10 @@ export interface SipJsClient {
   register(expiresS?: number): Promise<number>;
   /** INVITE `target`; resolves once the call is established (rejects with the final status otherwise). */
   call(target: string, timeoutMs?: number): Promise<Session>;
+  /** The next incoming call, answered (200), its ACK received (rejects after `timeoutMs`). */
+  answer(timeoutMs?: number): Promise<Session>;
+  /** Resolves when the call is ended (by a BYE from the other side, or ours). */
+  ended(session: Session, timeoutMs?: number): Promise<void>;
   /** BYE on an established call; resolves with the BYE's final status (rejects after `timeoutMs`). */
   bye(session: Session, timeoutMs?: number): Promise<number>;
   stop(): Promise<void>;
@@ -63,7 +67,16 @@ export async function startSipJs(options: { server: string; uri: string; ca?: Bu
   installWebSocket(options.ca);
   const uri = UserAgent.makeURI(options.uri);
   if (uri === undefined) throw new Error(`bad SIP URI ${options.uri}`);
+  const invitations: Invitation[] = [];
+  const invitationWaiters: Array<(i: Invitation) => void> = [];
   const ua = new UserAgent({
+    delegate: {
+      onInvite: (invitation) => {
+        const w = invitationWaiters.shift();
+        if (w !== undefined) w(invitation);
+        else invitations.push(invitation);
+      },
+    },
     uri,
     transportOptions: { server: options.server, connectionTimeout: 5 },
     sessionDescriptionHandlerFactory: () => new FixedSdpHandler(),
@@ -111,6 +124,50 @@ export async function startSipJs(options: { server: string; uri: string; ca?: Bu
         }).catch((err: unknown) => {
           clearTimeout(timer);
           reject(err instanceof Error ? err : new Error(String(err)));
+        });
+      });
+    },
+    answer(timeoutMs = 10_000) {
+      return new Promise((resolve, reject) => {
+        let invited = false;
+        const timer = setTimeout(() => reject(new Error(invited
+          ? `incoming call answered 200, but its ACK did not come within ${timeoutMs} ms`
+          : `no incoming INVITE within ${timeoutMs} ms`)), timeoutMs);
+        const take = (invitation: Invitation): void => {
+          invited = true;
+          // SIP.js holds a callee's BYE until the ACK of its 2xx arrives (RFC 3261 §15): "answered" means the ACK came.
+          invitation.delegate = {
+            ...invitation.delegate,
+            onAck: () => {
+              clearTimeout(timer);
+              resolve(invitation);
+            },
+          };
+          invitation.stateChange.addListener((state) => {
+            if (state === SessionState.Terminated) {
+              clearTimeout(timer);
+              reject(new Error('the incoming call ended before its ACK'));
+            }
+          });
+          invitation.accept().catch((err: unknown) => {
+            clearTimeout(timer);
+            reject(err instanceof Error ? err : new Error(String(err)));
+          });
+        };
+        const waiting = invitations.shift();
+        if (waiting !== undefined) take(waiting);
+        else invitationWaiters.push(take);
+      });
+    },
+    ended(session, timeoutMs = 10_000) {
+      if (session.state === SessionState.Terminated) return Promise.resolve();
+      return new Promise((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`call not ended within ${timeoutMs} ms`)), timeoutMs);
+        session.stateChange.addListener((state) => {
+          if (state === SessionState.Terminated) {
+            clearTimeout(timer);
+            resolve();
+          }
         });
       });
     },
