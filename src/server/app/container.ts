@@ -434,7 +434,12 @@ export class AppContainer implements NodeApp, ContainerOps {
   /** The 2xx was never ACKed (§13.3.1.4): the call cannot go on, so end it with a BYE. */
   #ackTimeout(session: SipSession): void {
     if (!session.valid || session.dialog === null) return;
-    this.#sendInDialog(session, 'BYE', undefined, () => {});
+    try {
+      this.#sendInDialog(session, 'BYE', undefined, () => {});
+    } catch (err) {
+      // From a timer: nobody above to catch it, and the call ends either way.
+      this.#log.warn({ callId: session.dialog.record.callId, err: err instanceof Error ? err.message : String(err) }, 'could not send the BYE ending an unacknowledged call');
+    }
     this.#endSession(session);
   }
 

@@ -48,6 +48,17 @@ function firstContact(msg: SipRequest | SipResponse): string | null {
   return uriTextOf(msg.getAll('contact')[0]!);
 }
 
+/**
+ * The route set of a new dialog, each entry checked once now: it is peer input that every later request of the
+ * dialog (some sent from a timer, with no one to answer) is built from. A bad entry is the request's fault (400)
+ * or the response's, whose sender gets nothing from us (a UAC ignores that dialog).
+ */
+function routeSetOf(msg: SipRequest | SipResponse): string[] {
+  const routes = msg.getAll('record-route');
+  for (const r of routes) parseAddress(r, 'Record-Route');
+  return routes;
+}
+
 function addressWithTag(value: string, tag: string): string {
   const a = parseAddress(value);
   if (a.params.get('tag') === tag) return value;
@@ -92,7 +103,7 @@ export class Dialog {
       localUri: res.get('to')!,
       remoteUri: req.get('from')!,
       remoteTarget: target,
-      routeSet: req.getAll('record-route'),
+      routeSet: routeSetOf(req),
       secure,
       inviteSeq: req.cseq.seq,
     });
@@ -119,7 +130,7 @@ export class Dialog {
       localUri: req.get('from')!,
       remoteUri: res.get('to')!,
       remoteTarget: target,
-      routeSet: res.getAll('record-route').reverse(),
+      routeSet: routeSetOf(res).reverse(),
       secure,
       inviteSeq: req.cseq.seq,
     });

@@ -133,6 +133,17 @@ describe('Dialog.fromUas', () => {
     assert.deepEqual(d.record.routeSet, ['<sip:p3.example.com;lr>', '<sip:p2.example.com;lr>', '<sip:p1.example.com;lr>']);
   });
 
+  test('a Record-Route entry that does not parse is the request\'s fault (400), caught when the dialog is made', () => {
+    // Found by test/e2e/fuzz-wire.test.ts: the route set was first parsed for the BYE a timer sent when the 2xx
+    // was never ACKed, and the node died of the exception.
+    const req = invite(['Record-Route: {']);
+    assert.throws(() => Dialog.fromUas(req, reply(req, 200, 'b')), (e: unknown) => e instanceof SipError && e.status === 400);
+    const uacInvite = invite();
+    const res = reply(uacInvite, 200, 'b');
+    res.set('record-route', '<sip:p1.example.com;lr>, <');
+    assert.throws(() => Dialog.fromUac(uacInvite, res), (e: unknown) => e instanceof SipError && e.status === 400);
+  });
+
   test('a sips Request-URI makes the dialog secure', () => {
     const req = request([
       'INVITE sips:bob@example.com SIP/2.0',
