@@ -91,15 +91,21 @@ describe('overload: a flood from one source', () => {
       const st = await cluster.status();
       const c = st.counters;
       const total = r.successful + r.failed;
+      const floodForwarded = st.nodes.reduce((a, n) => a + n.traffic.newCalls, 0) - total;
       console.log(`# legitimate: ${r.successful} of ${total} calls succeeded (${r.failed} failed); flood: ${f.sent} INVITEs in ${f.seconds.toFixed(2)} s ` +
         `(${Math.round(f.sent / f.seconds)}/s), ${f.received} replies; refused: rate ${c.sourceRefusedRate}, table full ${c.sourceRefusedTableFull}, ` +
-        `external refused ${c.externalRefused}; max RSS MB ${JSON.stringify(Object.fromEntries([...rss].map(([k, v]) => [k, Math.round(v)])))}`);
+        `external refused ${c.externalRefused}; flood INVITEs forwarded to nodes ${floodForwarded}; max RSS MB ${JSON.stringify(Object.fromEntries([...rss].map(([k, v]) => [k, Math.round(v)])))}`);
       assert.equal(total, 700, r.stdout.slice(-1500));
       assert.ok(r.successful / total >= 0.99, `${r.successful} of ${total} legitimate calls succeeded`);
       assert.ok(f.sent === 100_000 && f.seconds < 7, `the flood: ${f.sent} in ${f.seconds} s`);
-      // At most rate × duration + burst flood messages get through (with slack for the flood's own duration).
+      // At most rate × duration + burst flood INVITEs reach the nodes (with slack for the flood's own duration):
+      // counted where the balancer hands new calls to nodes, less the legitimate ones (whose INVITE
+      // retransmissions, if any, count against the flood: an upper bound).
       const admittedAtMost = 300 * (f.seconds + 2) + 600;
-      assert.ok(c.sourceRefusedRate >= f.sent - admittedAtMost, `refused for rate: ${c.sourceRefusedRate}`);
+      assert.ok(floodForwarded <= admittedAtMost, `${floodForwarded} flood INVITEs reached the nodes (at most ${admittedAtMost})`);
+      // The rest were refused by the limiter, but for what the kernel dropped before the balancer read it (a busy
+      // box drops some of 20,000 datagrams/s): most of the flood shows in the counter.
+      assert.ok(c.sourceRefusedRate >= f.sent / 2, `refused for rate: ${c.sourceRefusedRate}`);
       assert.equal(c.externalRefused, c.sourceRefusedRate + c.sourceRefusedTableFull);
       assert.equal(c.sourceRefusedTableFull, 0);
       // The nodes did not die or restart, and stayed small.
