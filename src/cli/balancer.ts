@@ -2,6 +2,7 @@ import { parseArgs } from 'node:util';
 import { adminToken, startBalancerAdmin } from '../admin/balancer-admin.ts';
 import { checkAdminBinding } from '../admin/server.ts';
 import { Balancer } from '../balancer/balancer.ts';
+import { DEFAULT_DEAD_AFTER_MS } from '../balancer/membership.ts';
 import type { ListenAddress, TransportProtocol } from '../sip/transport/types.ts';
 import { ConfigError, edgeConfig, hostPort, logLevel, parseTransports, positiveInt, sourceLimits } from './config.ts';
 import { createLog } from './log.ts';
@@ -55,7 +56,7 @@ export async function runBalancer(argv: string[]): Promise<number> {
   if (adminAt !== null) checkAdminBinding(adminAt.host, adminToken()); // before binding anything
   const limits = sourceLimits((k) => values[k]);
   const edge = edgeConfig((k) => values[k]);
-  const deadAfterMs = positiveInt('--dead-after-ms', values['dead-after-ms'], 250, false);
+  const deadAfterMs = positiveInt('--dead-after-ms', values['dead-after-ms'], DEFAULT_DEAD_AFTER_MS, false);
   const balancer = await Balancer.start({
     external: [...ext.flatMap((hp) => listenOn(protocols, hp)), ...edge.listen],
     internal: listenOn(protocols, internal),

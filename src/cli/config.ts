@@ -8,6 +8,7 @@ import { parseHostPort, type ListenAddress, type TransportProtocol } from '../si
 import type { TlsOptions } from '../sip/transport/tcp.ts';
 import type { OverloadOptions } from '../server/overload.ts';
 import type { SourceLimitOptions } from '../balancer/source-limits.ts';
+import { DEFAULT_DEAD_AFTER_MS } from '../balancer/membership.ts';
 
 /** A command-line or configuration error: names the key and what was expected. */
 export class ConfigError extends Error {
@@ -336,7 +337,7 @@ export function resolveUpConfig(raw: UpRaw, keyName: (key: UpKey) => string = (k
     internal: opt3('internal'),
     control: opt3('control'),
     admin: opt3('admin'),
-    deadAfterMs: positiveInt(keyName('dead-after-ms'), s('dead-after-ms'), 250, false),
+    deadAfterMs: positiveInt(keyName('dead-after-ms'), s('dead-after-ms'), DEFAULT_DEAD_AFTER_MS, false),
     heartbeatMs: positiveInt(keyName('heartbeat-ms'), s('heartbeat-ms'), 50, false),
     restartDelayMs: positiveInt(keyName('restart-delay-ms'), s('restart-delay-ms'), 1000),
     ringMs: s('ring-ms') === undefined ? undefined : positiveInt(keyName('ring-ms'), s('ring-ms'), 0),

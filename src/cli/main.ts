@@ -68,7 +68,7 @@ Commands:
               --internal HOST:PORT  internal side, for nodes (default: external host, port + 1)
               --control HOST:PORT   heartbeats from nodes (UDP; default: internal host, port + 1)
               --transport T         udp, tcp or udp,tcp (default udp)
-              --dead-after-ms N     a silent node is dead after N ms (default 250)
+              --dead-after-ms N     a silent node is dead after N ms (default 1000)
               --source-rate N       per-source limit: N messages/s per client address (default 0: off)
               --source-burst N      messages a quiet client address may send at once (default 2 x rate)
               --max-sources N       client addresses tracked at most (default 100000)

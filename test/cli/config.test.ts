@@ -39,7 +39,7 @@ describe('resolveUpConfig', () => {
       internal: undefined,
       control: undefined,
       admin: undefined,
-      deadAfterMs: 250,
+      deadAfterMs: 1000,
       heartbeatMs: 50,
       restartDelayMs: 1000,
       ringMs: undefined,

@@ -3,7 +3,7 @@ import { createHmac } from 'node:crypto';
 import dgram from 'node:dgram';
 import { after, describe, test } from 'node:test';
 import { Balancer } from '../../../src/balancer/balancer.ts';
-import { Membership, type MembershipEvent } from '../../../src/balancer/membership.ts';
+import { DEFAULT_DEAD_AFTER_MS, Membership, type MembershipEvent } from '../../../src/balancer/membership.ts';
 import {
   decodeCommand,
   decodeHeartbeat,
@@ -176,7 +176,8 @@ class Events {
 }
 
 async function startMembership(deadAfterMs?: number): Promise<{ membership: Membership; events: Events }> {
-  const membership = new Membership({ secret: SECRET, host: HOST, port: 0, ...(deadAfterMs === undefined ? {} : { deadAfterMs }) });
+  // 250 ms unless told: silence-based tests run quicker than with the default (DEFAULT_DEAD_AFTER_MS).
+  const membership = new Membership({ secret: SECRET, host: HOST, port: 0, deadAfterMs: deadAfterMs ?? 250 });
   await membership.start();
   closers.push(() => membership.close());
   assert.ok(membership.port > 0);
@@ -439,7 +440,8 @@ describe('regressions found in review', () => {
     const node = await rawNode(); // stays bound: no ICMP, only silence can tell
     node.beat({ id: 'node-silent', seq: 1 }, membership.port);
     await events.next(is('joined', 'node-silent'), 1000, 'node-silent to join');
-    await events.next(is('dead', 'node-silent'), 1000, 'node-silent dead after 250 ms of silence');
+    const d = await events.next(is('dead', 'node-silent'), DEFAULT_DEAD_AFTER_MS + 1000, `node-silent dead after ${DEFAULT_DEAD_AFTER_MS} ms of silence`);
+    assert.ok(d.member.deadAt - d.member.lastSeen >= DEFAULT_DEAD_AFTER_MS, `dead ${d.member.deadAt - d.member.lastSeen} ms after its last beat`);
   });
 
   test('a late heartbeat of the previous boot (seq < 3) does not take a restarted member back', async () => {
