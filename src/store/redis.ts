@@ -136,25 +136,65 @@ const describe = (cfg: RedisConfig): string => {
   return `Redis Cluster ${cfg.nodes.map(hp).join(',')}`;
 };
 
+/** An operation waiting for Redis, failed by the watchdog once it has waited operationTimeoutMs. */
+interface InFlight {
+  readonly started: number;
+  readonly reject: (err: Error) => void;
+}
+
 /** The connection, shared by the location and credential stores of one openRedisStores() call. */
 class RedisHandle {
   closed = false;
   readonly scripts: Scripts;
+  /**
+   * Operations in flight, checked by one interval: ioredis' commandTimeout arms a timer per command, which cost a
+   * fifth of the client's CPU per session write.
+   */
+  readonly #inFlight = new Set<InFlight>();
+  readonly #watchdog: NodeJS.Timeout;
+
   constructor(
     readonly client: Client,
     readonly where: string,
     readonly prefix: string,
+    readonly timeoutMs: number,
   ) {
     this.scripts = client as unknown as Scripts;
+    this.#watchdog = setInterval(() => this.#expire(), Math.max(10, Math.min(250, timeoutMs / 4)));
+    this.#watchdog.unref();
+  }
+
+  #expire(): void {
+    const oldest = performance.now() - this.timeoutMs;
+    for (const op of this.#inFlight) {
+      if (op.started > oldest) continue;
+      this.#inFlight.delete(op);
+      op.reject(new Error(`no answer within ${this.timeoutMs} ms`));
+    }
   }
 
   async run<T>(what: string, fn: () => Promise<T>): Promise<T> {
     if (this.closed) throw new StoreError('STORE_CLOSED', 'Redis store is closed');
     try {
-      return await fn();
+      return await new Promise<T>((resolve, reject) => {
+        const op: InFlight = { started: performance.now(), reject };
+        this.#inFlight.add(op);
+        fn().then((v) => {
+          this.#inFlight.delete(op);
+          resolve(v);
+        }, (err: unknown) => {
+          this.#inFlight.delete(op);
+          reject(err);
+        });
+      });
     } catch (err) {
       throw toStoreError(err, 'STORE_UNAVAILABLE', `Redis ${what} failed (${this.where})`);
     }
+  }
+
+  /** Stops the watchdog (the store is closing). */
+  stop(): void {
+    clearInterval(this.#watchdog);
   }
 
   /** Every key matching PREFIX + pattern, in batches; on a Cluster, from every master. */
@@ -297,23 +337,43 @@ interface PendingDelete {
  * Sessions as hashes (d: data, v: version) with a TTL; the CAS is one Lua script, atomic on every topology.
  * Puts made in one turn of the event loop (the calls whose messages arrived together) go to Redis as one script
  * call, and the deletes of ended calls ride along with the next one (or go alone after DELETE_WAIT_MS): a replica
- * per call costs one round trip per batch, not one per write. Not on a Cluster, whose keys of one script must
- * share a slot: there, one command per put and per deleted key.
+ * per call costs one round trip per batch, not one per write. While a batch is in flight the next one gathers
+ * (group commit): a put waits one round trip at most, and the busier the node, the more calls share each.
+ * Not on a Cluster, whose keys of one script must share a slot: there, one command per put and per deleted key.
  */
 export class RedisSessionStore implements SessionStore {
   #batch: PendingPut[] = [];
   #deletes: PendingDelete[] = [];
   #deleteCount = 0;
   #deleteTimer: NodeJS.Timeout | null = null;
+  /** A flush waits for the end of this turn (setImmediate); a batch waits for its answer. Puts meanwhile join the next. */
+  #scheduled = false;
+  #inFlight = false;
   readonly #batching: boolean;
 
   constructor(private readonly h: RedisHandle) {
     this.#batching = !(h.client instanceof Cluster);
   }
 
-  #putNow(p: PendingPut): void {
-    this.h.run('session put', () => this.h.scripts.sipfleetSessPut(p.key, p.data, p.expected, p.ttlMs)).then(p.resolve, p.reject);
+  #putNow(p: PendingPut): Promise<unknown> {
+    return this.h.run('session put', () => this.h.scripts.sipfleetSessPut(p.key, p.data, p.expected, p.ttlMs)).then(p.resolve, p.reject);
   }
+
+  /** The next batch goes after this turn's I/O callbacks, or when the one in flight is answered. */
+  #schedule(): void {
+    if (this.#scheduled || this.#inFlight) return;
+    this.#scheduled = true;
+    setImmediate(() => {
+      this.#scheduled = false;
+      if (!this.#inFlight) this.#flush();
+    });
+  }
+
+  /** A batch of puts was answered: the puts gathered meanwhile go next. */
+  readonly #answered = (): void => {
+    this.#inFlight = false;
+    if (this.#batch.length > 0) this.#schedule();
+  };
 
   /** Sends the waiting puts and deletes: one script call (or one DEL when only deletes wait). */
   #flush(): void {
@@ -333,8 +393,9 @@ export class RedisSessionStore implements SessionStore {
       this.h.run('session delete', () => this.h.client.del(...keys)).then(() => settleDeletes(null), settleDeletes);
       return;
     }
+    this.#inFlight = true;
     if (batch.length === 1 && deletes.length === 0) {
-      this.#putNow(batch[0]!);
+      void this.#putNow(batch[0]!).then(this.#answered);
       return;
     }
     const args: Array<string | number> = batch.map((p) => p.key);
@@ -351,7 +412,7 @@ export class RedisSessionStore implements SessionStore {
         for (const p of batch) p.reject(err);
         settleDeletes(err);
       },
-    );
+    ).then(this.#answered);
   }
 
   /** Sends what waits now (before the connection closes). */
@@ -367,11 +428,12 @@ export class RedisSessionStore implements SessionStore {
     checkSessionKey(key);
     const v = await new Promise<number>((resolve, reject) => {
       const p: PendingPut = { key: this.key(key), data, expected, ttlMs: Math.max(1, Math.round(ttlMs)), resolve, reject };
-      if (!this.#batching) return this.#putNow(p);
+      if (!this.#batching) return void this.#putNow(p);
       this.#batch.push(p);
-      // setImmediate: after this turn's I/O callbacks, so the puts of every message read in this turn go together.
-      if (this.#batch.length === 1) setImmediate(() => this.#flush());
-      else if (this.#batch.length >= MAX_BATCH) this.#flush();
+      // After this turn's I/O callbacks, so the puts of every message read in this turn go together; a full
+      // batch goes at once, even beside one in flight.
+      if (this.#batch.length >= MAX_BATCH) this.#flush();
+      else this.#schedule();
     });
     if (v < 0) throw new StoreError('STORE_CONFLICT', `session ${key} was not at version ${expected}`);
     return v;
@@ -460,16 +522,21 @@ export class RedisSessionStore implements SessionStore {
   }
 }
 
+/** The commands of a call's replication: one per batch of writes, sent as they are. */
+const SESSION_HOT_COMMANDS = ['sipfleetSessPut', 'sipfleetSessPutMany', 'del'];
+
 function createClient(cfg: RedisConfig, o: ResolvedOptions, established: () => boolean): Client {
   // Until the first connection is up, give up at once (openStores reports it); afterwards reconnect forever
-  // with a capped backoff, failing individual commands fast meanwhile (maxRetriesPerRequest, commandTimeout).
+  // with a capped backoff, failing individual operations fast meanwhile (maxRetriesPerRequest, the RedisHandle watchdog).
   const backoff = (times: number): number | null => (established() ? Math.min(100 * times, 2000) : null);
   const common: RedisOptions = {
     lazyConnect: true,
     connectTimeout: o.connectTimeoutMs,
-    commandTimeout: o.operationTimeoutMs,
     maxRetriesPerRequest: 1,
     enableAutoPipelining: true,
+    // The session store batches its own writes (RedisSessionStore): through the auto-pipeline each would also
+    // build a pipeline object per event-loop turn, which doubled the client's CPU per write (bench/redis-client).
+    autoPipeliningIgnoredCommands: SESSION_HOT_COMMANDS,
     ...(o.clientName !== undefined ? { connectionName: o.clientName } : {}),
     ...(cfg.username !== undefined ? { username: cfg.username } : {}),
     ...(cfg.password !== undefined ? { password: cfg.password } : {}),
@@ -620,7 +687,7 @@ export async function openRedisStores(cfg: RedisConfig, options: StoreOptions = 
   established = true;
   const stopFollowing = cfg.mode === 'sentinel' ? followFailovers(client as Redis, cfg, o) : () => {};
 
-  const h = new RedisHandle(client, where, o.redisKeyPrefix);
+  const h = new RedisHandle(client, where, o.redisKeyPrefix, o.operationTimeoutMs);
   const location = new RedisLocationStore(h, o);
   const sessions = new RedisSessionStore(h);
   return {
@@ -632,6 +699,7 @@ export async function openRedisStores(cfg: RedisConfig, options: StoreOptions = 
       await location.close();
       if (h.closed) return;
       h.closed = true;
+      h.stop();
       stopFollowing();
       await disconnect(client);
     },
