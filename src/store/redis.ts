@@ -394,10 +394,6 @@ export class RedisSessionStore implements SessionStore {
       return;
     }
     this.#inFlight = true;
-    if (batch.length === 1 && deletes.length === 0) {
-      void this.#putNow(batch[0]!).then(this.#answered);
-      return;
-    }
     const args: Array<string | number> = batch.map((p) => p.key);
     for (const d of deletes) args.push(...d.keys);
     const numKeys = args.length;

@@ -76,6 +76,14 @@ describe('transaction matching (§17.2.3, §9.2, RFC 2543 fallback)', () => {
     await peer.bind();
   });
 
+  /** Sends a request, waits for its answer `status`, retransmits it, and waits for the same answer again. */
+  async function sentTwiceAnswered(text: string, callId: string, status: number): Promise<void> {
+    peer.send(text, port);
+    await peer.waitFor((r) => r.callId === callId && r.status === status, 1);
+    peer.send(text, port);
+    await peer.waitFor((r) => r.callId === callId && r.status === status, 2);
+  }
+
   after(async () => {
     peer.socket.close();
     await stack.close();
@@ -97,11 +105,7 @@ describe('transaction matching (§17.2.3, §9.2, RFC 2543 fallback)', () => {
   test('an INVITE the TU answers at once gets no 100; a retransmission before any answer gets the 100 at once', async () => {
     // Answered within the delay: the 180 is the only response, and a retransmission gets the 180 again.
     respond = (req, tx) => { if (req.callId === 'ring-1') tx.reply(180, undefined, 'uas-tag'); };
-    const ring = invite(peer.port, 'z9hG4bK-ring-1', 'ring-1');
-    peer.send(ring, port);
-    await peer.waitFor((r) => r.callId === 'ring-1' && r.status === 180, 1);
-    peer.send(ring, port);
-    await peer.waitFor((r) => r.callId === 'ring-1' && r.status === 180, 2);
+    await sentTwiceAnswered(invite(peer.port, 'z9hG4bK-ring-1', 'ring-1'), 'ring-1', 180);
     // Not answered yet when the caller retransmits (its T1 is shorter than our delay): the 100 goes now.
     respond = () => {};
     const quiet = invite(peer.port, 'z9hG4bK-quiet-1', 'quiet-1');
@@ -151,11 +155,8 @@ describe('transaction matching (§17.2.3, §9.2, RFC 2543 fallback)', () => {
   test('RFC 2543 peers (no magic cookie): retransmission absorbed, ACK to a non-2xx matched by To tag', async () => {
     respond = (req, tx) => { if (req.method === 'INVITE') tx.reply(486, undefined, 'busy-tag'); };
     const text = invite(peer.port, '', 'rfc2543-1');
-    peer.send(text, port);
-    await peer.waitFor((r) => r.callId === 'rfc2543-1' && r.status === 486, 1);
-    peer.send(text, port);
     // The retransmitted INVITE gets the 486 again, not a new transaction.
-    await peer.waitFor((r) => r.callId === 'rfc2543-1' && r.status === 486, 2);
+    await sentTwiceAnswered(text, 'rfc2543-1', 486);
     const ack = text.replace('INVITE sip', 'ACK sip').replace('CSeq: 1 INVITE', 'CSeq: 1 ACK').replace('To: <sip:uas@127.0.0.1>', 'To: <sip:uas@127.0.0.1>;tag=busy-tag');
     peer.send(ack, port);
     // Send an OPTIONS after it, as a marker: once the TU has seen it, the ACK was processed before.
