@@ -236,7 +236,7 @@ export const UP_KEYS = [
   'internal', 'control', 'admin', 'dead-after-ms', 'heartbeat-ms', 'restart-delay-ms', 'ring-ms', 'call-ms', 'option',
   'sip-stack-properties', 'log-level',
   // Handed to every node as its own flags:
-  't1', 't2', 't4', 'router', 'auth-realm', 'trace-sip', 'no-record-route', 'auth-invites',
+  't1', 't2', 't4', 'replication-window-ms', 'router', 'auth-realm', 'trace-sip', 'no-record-route', 'auth-invites',
   ...OVERLOAD_KEYS,
   // The balancer's:
   ...SOURCE_KEYS,
@@ -360,6 +360,8 @@ function nodeFlags(s: (k: UpKey) => string | undefined, keyName: (k: UpKey) => s
     flags.push(`--${k}`, String(t[k]));
   }
   if (t.t2 < t.t1) throw new ConfigError(keyName('t2'), `must not be shorter than t1 (${t.t1} ms), got ${t.t2} ms`);
+  const window = s('replication-window-ms');
+  if (window !== undefined) flags.push('--replication-window-ms', String(positiveInt(keyName('replication-window-ms'), window, 0)));
   const router = s('router');
   if (router !== undefined) {
     if (!existsSync(router)) throw new ConfigError(keyName('router'), `no file ${router}`);

@@ -11,7 +11,7 @@ import { AppContainer } from '../server/app/container.ts';
 import { RouterConfigError, type RouteRule } from '../server/app/router.ts';
 import { DigestAuthenticator } from '../server/auth/digest.ts';
 import { Registrar } from '../server/registrar.ts';
-import { openStores, type Stores } from '../store/index.ts';
+import { DEFAULT_SESSION_BATCH_WINDOW_MS, openStores, type Stores } from '../store/index.ts';
 import type { SipApplication } from '../server/app/types.ts';
 import { parseHostPort, type ListenAddress } from '../sip/transport/types.ts';
 import { HeartbeatSender } from '../server/cluster/heartbeat.ts';
@@ -55,6 +55,8 @@ Commands:
               --heartbeat-ms N      heartbeat interval (default 50)
               --node-version V      version announced to balancers (default: the package's)
               --replication S       ConfirmedDialog (default), EarlyDialog or None
+              --replication-window-ms N  Redis: replica writes leave in batches at most every N ms
+                                    (default 20; a busy node's 2xx waits up to that long); 0: at once
               --sip-stack-properties FILE  read org.mobicents.ha.javax.sip.REPLICATION_STRATEGY from
                                     a Java stack .properties file
               --overload-lag-ms N   overloaded when the event loop's p99 delay reaches N ms (default 0: off)
@@ -203,6 +205,7 @@ async function runNode(argv: string[]): Promise<number> {
       'heartbeat-ms': { type: 'string' },
       'node-version': { type: 'string' },
       replication: { type: 'string' },
+      'replication-window-ms': { type: 'string' },
       'sip-stack-properties': { type: 'string' },
       admin: { type: 'string' },
       'log-level': { type: 'string' },
@@ -259,7 +262,10 @@ async function runNode(argv: string[]): Promise<number> {
   // The URL may carry a password: SIPFLEET_STORE keeps it out of argv (`sipfleet up` hands it to its nodes so).
   const storeUrl = values.store ?? (process.env.SIPFLEET_STORE || undefined);
   if (storeUrl !== undefined) {
-    stores = await openStores(storeUrl, values['node-id'] === undefined ? {} : { clientName: `sipfleet:${values['node-id']}` });
+    stores = await openStores(storeUrl, {
+      sessionBatchWindowMs: positiveInt('--replication-window-ms', values['replication-window-ms'], DEFAULT_SESSION_BATCH_WINDOW_MS),
+      ...(values['node-id'] === undefined ? {} : { clientName: `sipfleet:${values['node-id']}` }),
+    });
     const realm = values['auth-realm'];
     let authenticator: DigestAuthenticator | null = null;
     if (realm !== undefined) {

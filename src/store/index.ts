@@ -10,7 +10,7 @@ import { parseStoreUrl } from './url.ts';
 export { StoreConfigError, StoreError, STORE_URL_FORMS, type StoreErrorCode } from './errors.ts';
 export { bindingKey, compareBindings, type Binding, type LocationStore } from './location.ts';
 export { computeHa1, type Credential, type CredentialStore, type DigestAlgorithm, type Ha1Values } from './credentials.ts';
-export type { StoreOptions, Stores } from './options.ts';
+export { DEFAULT_SESSION_BATCH_WINDOW_MS, type StoreOptions, type Stores } from './options.ts';
 export type { SessionEntry, SessionStore } from './sessions.ts';
 export { parseStoreUrl, redactStoreUrl, type StoreConfig } from './url.ts';
 

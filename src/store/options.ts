@@ -23,6 +23,12 @@ export interface StoreOptions {
   /** Postgres: pool size. Default 10. */
   pgPoolSize?: number;
   /**
+   * Redis: batches of replica writes start at most this often, ms (a commit delay). Under load a call's 2xx may
+   * wait up to this long for its replica, so that many calls share one round trip; 0 sends each batch at once.
+   * Default 20.
+   */
+  sessionBatchWindowMs?: number;
+  /**
    * Failures no caller awaits: a background purge, a lost Redis/Postgres connection (reported once per outage).
    * Default: one line on stderr.
    */
@@ -45,9 +51,12 @@ export interface ResolvedOptions {
   redisKeyPrefix: string;
   pgSchema: string;
   pgPoolSize: number;
+  sessionBatchWindowMs: number;
   clientName: string | undefined;
   onError: (err: StoreError) => void;
 }
+
+export const DEFAULT_SESSION_BATCH_WINDOW_MS = 20;
 
 const logToStderr = (err: StoreError): void => {
   process.stderr.write(`sipfleet store: ${err.message}\n`);
@@ -61,6 +70,7 @@ export function resolveOptions(o: StoreOptions = {}): ResolvedOptions {
     redisKeyPrefix: o.redisKeyPrefix ?? 'sipfleet:',
     pgSchema: o.pgSchema ?? 'public',
     pgPoolSize: o.pgPoolSize ?? 10,
+    sessionBatchWindowMs: o.sessionBatchWindowMs ?? DEFAULT_SESSION_BATCH_WINDOW_MS,
     clientName: o.clientName,
     onError: o.onError ?? logToStderr,
   };

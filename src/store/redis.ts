@@ -338,7 +338,9 @@ interface PendingDelete {
  * Puts made in one turn of the event loop (the calls whose messages arrived together) go to Redis as one script
  * call, and the deletes of ended calls ride along with the next one (or go alone after DELETE_WAIT_MS): a replica
  * per call costs one round trip per batch, not one per write. While a batch is in flight the next one gathers
- * (group commit): a put waits one round trip at most, and the busier the node, the more calls share each.
+ * (group commit), and batches start at most one per `batchWindowMs` (a commit delay, as PostgreSQL's commit_delay
+ * or Kafka's linger.ms): a put after a quiet spell goes at once, but under load each waits up to the window for
+ * the calls behind it, so the round trips per second stay bounded whatever the call rate.
  * Not on a Cluster, whose keys of one script must share a slot: there, one command per put and per deleted key.
  */
 export class RedisSessionStore implements SessionStore {
@@ -346,12 +348,24 @@ export class RedisSessionStore implements SessionStore {
   #deletes: PendingDelete[] = [];
   #deleteCount = 0;
   #deleteTimer: NodeJS.Timeout | null = null;
-  /** A flush waits for the end of this turn (setImmediate); a batch waits for its answer. Puts meanwhile join the next. */
+  /**
+   * A flush waits for the end of this turn (setImmediate) or for the window to end (setTimeout); a batch waits for
+   * its answer. Puts meanwhile join the next.
+   */
   #scheduled = false;
   #inFlight = false;
+  /** When the last batch of puts left (performance.now()). */
+  #lastBatchAt = -Infinity;
   readonly #batching: boolean;
+  readonly #flushScheduled = (): void => {
+    this.#scheduled = false;
+    if (!this.#inFlight) this.#flush();
+  };
 
-  constructor(private readonly h: RedisHandle) {
+  constructor(
+    private readonly h: RedisHandle,
+    private readonly batchWindowMs: number,
+  ) {
     this.#batching = !(h.client instanceof Cluster);
   }
 
@@ -359,14 +373,14 @@ export class RedisSessionStore implements SessionStore {
     return this.h.run('session put', () => this.h.scripts.sipfleetSessPut(p.key, p.data, p.expected, p.ttlMs)).then(p.resolve, p.reject);
   }
 
-  /** The next batch goes after this turn's I/O callbacks, or when the one in flight is answered. */
+  /** The next batch goes after this turn's I/O callbacks and the window, or when the one in flight is answered. */
   #schedule(): void {
     if (this.#scheduled || this.#inFlight) return;
     this.#scheduled = true;
-    setImmediate(() => {
-      this.#scheduled = false;
-      if (!this.#inFlight) this.#flush();
-    });
+    const wait = this.#lastBatchAt + this.batchWindowMs - performance.now();
+    // Under 1 ms a timer would wait the same as the next turn (timers have ms resolution).
+    if (wait >= 1) setTimeout(this.#flushScheduled, wait);
+    else setImmediate(this.#flushScheduled);
   }
 
   /** A batch of puts was answered: the puts gathered meanwhile go next. */
@@ -394,6 +408,7 @@ export class RedisSessionStore implements SessionStore {
       return;
     }
     this.#inFlight = true;
+    this.#lastBatchAt = performance.now();
     const args: Array<string | number> = batch.map((p) => p.key);
     for (const d of deletes) args.push(...d.keys);
     const numKeys = args.length;
@@ -685,7 +700,7 @@ export async function openRedisStores(cfg: RedisConfig, options: StoreOptions = 
 
   const h = new RedisHandle(client, where, o.redisKeyPrefix, o.operationTimeoutMs);
   const location = new RedisLocationStore(h, o);
-  const sessions = new RedisSessionStore(h);
+  const sessions = new RedisSessionStore(h, o.sessionBatchWindowMs);
   return {
     location,
     credentials: new RedisCredentialStore(h),

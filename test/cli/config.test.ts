@@ -378,8 +378,9 @@ describe('loadUpConfig and sipfleet config check', () => {
     const dir = makeTempDir('sipfleet-conf-');
     const router = path.join(dir, 'router.yaml');
     writeFileSync(router, 'rules: []\n');
-    assert.deepEqual(resolveUpConfig({ t1: '250', t2: '2000', router, 'auth-realm': 'example.com', 'trace-sip': 'true', 'no-record-route': 'false', 'auth-invites': 'true' }).nodeFlags,
-      ['--t1', '250', '--t2', '2000', '--router', router, '--auth-realm', 'example.com', '--trace-sip', '--auth-invites']);
+    assert.deepEqual(resolveUpConfig({ t1: '250', t2: '2000', 'replication-window-ms': '0', router, 'auth-realm': 'example.com', 'trace-sip': 'true', 'no-record-route': 'false', 'auth-invites': 'true' }).nodeFlags,
+      ['--t1', '250', '--t2', '2000', '--replication-window-ms', '0', '--router', router, '--auth-realm', 'example.com', '--trace-sip', '--auth-invites']);
+    assert.throws(() => resolveUpConfig({ 'replication-window-ms': '-5' }), /^ConfigError: --replication-window-ms: /);
     assert.throws(() => resolveUpConfig({ t1: '500', t2: '100' }), /--t2: must not be shorter than t1 \(500 ms\), got 100 ms/);
     assert.throws(() => resolveUpConfig({ router: path.join(dir, 'none.yaml') }), /--router: no file/);
     assert.throws(() => resolveUpConfig({ 'trace-sip': 'yes' }), /--trace-sip: expected true or false, got "yes"/);

@@ -530,6 +530,39 @@ describe('redis: session data model', () => {
     }
   });
 
+  test('batch window: a put after a quiet spell leaves at once; puts of later turns within the window share one script call', async () => {
+    const p = prefix();
+    const windowMs = 2000;
+    const stores = await openStores(REDIS_URL, { purgeIntervalMs: 0, redisKeyPrefix: p, sessionBatchWindowMs: windowMs });
+    const monitor = await raw.monitor();
+    // The keys of each script call that writes ours (EVALSHA, or EVAL after a NOSCRIPT: the same keys again).
+    const scriptCalls: string[][] = [];
+    monitor.on('monitor', (_time: string, args: string[]) => {
+      const keys = args.filter((a) => a.startsWith(`${p}sess:`));
+      if (!/^eval(sha)?$/i.test(args[0] ?? '') || keys.length === 0) return;
+      if (JSON.stringify(scriptCalls.at(-1)) !== JSON.stringify(keys)) scriptCalls.push(keys);
+    });
+    try {
+      const s = stores.sessions!;
+      const started = performance.now();
+      assert.equal(await s.put('first', 'x', 0, HOUR), 1);
+      const firstMs = performance.now() - started;
+      assert.ok(firstMs < windowMs / 2, `the first put waited ${Math.round(firstMs)} ms: a put after a quiet spell must not wait for the window`);
+      // Three puts 20 ms apart, far longer than a round trip: without the window each would leave alone.
+      const later: Array<Promise<number>> = [];
+      for (const k of ['second', 'third', 'fourth']) {
+        later.push(s.put(k, 'y', 0, HOUR));
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      assert.deepEqual(await Promise.all(later), [1, 1, 1]);
+      await waitFor(() => scriptCalls.length >= 2, "the monitor to see two script calls");
+      assert.deepEqual(scriptCalls, [['first'], ['second', 'third', 'fourth']].map((ks) => ks.map((k) => `${p}sess:${k}`)));
+    } finally {
+      monitor.disconnect();
+      await stores.close();
+    }
+  });
+
   test('a timer is a hash; the owner index set follows takes and claims', async () => {
     const p = prefix();
     const stores = await openStores(REDIS_URL, { purgeIntervalMs: 0, redisKeyPrefix: p });
