@@ -548,11 +548,14 @@ describe('redis: session data model', () => {
       assert.equal(await s.put('first', 'x', 0, HOUR), 1);
       const firstMs = performance.now() - started;
       assert.ok(firstMs < windowMs / 2, `the first put waited ${Math.round(firstMs)} ms: a put after a quiet spell must not wait for the window`);
-      // Three puts 20 ms apart, far longer than a round trip: without the window each would leave alone.
+      // Three puts, each after two reads answered on the same connection: the first read leaves in this turn, the
+      // second after the batch would have (next turn), so its answer comes after that batch's. Without the window
+      // each put would leave, and be answered, alone.
       const later: Array<Promise<number>> = [];
       for (const k of ['second', 'third', 'fourth']) {
         later.push(s.put(k, 'y', 0, HOUR));
-        await new Promise((r) => setTimeout(r, 20));
+        await s.get('first');
+        await s.get('first');
       }
       assert.deepEqual(await Promise.all(later), [1, 1, 1]);
       await waitFor(() => scriptCalls.length >= 2, "the monitor to see two script calls");
